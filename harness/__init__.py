@@ -1,0 +1,1 @@
+"""zdtm harness: specs, builder, runner, flavors, engine plugins, state oracle, reports."""
