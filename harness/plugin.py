@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,8 @@ def _wants_report(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     """Pick the report directory (junit.xml goes there too) before junitxml configures."""
     config.addinivalue_line("markers", "zdtm: a zdtm checkpoint/restore test")
+    # SIGTERM (a CI timeout, a killed worker) must unwind through the batches' cleanup.
+    signal.signal(signal.SIGTERM, _terminate)
     if hasattr(config, "workerinput"):
         config.stash[_OUTDIR] = Path(config.workerinput["zdtm_outdir"])
         return
@@ -89,6 +92,10 @@ def pytest_configure_node(node: Any) -> None:
 
 
 _OUTDIR = pytest.StashKey[Path]()
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

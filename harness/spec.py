@@ -119,13 +119,13 @@ class _Checker:
         return v
 
     def strings(self, key: str, default: tuple[str, ...], allowed: Callable[[str], bool],
-                what: str) -> tuple[str, ...]:
+                what: str, hint: str = "") -> tuple[str, ...]:
         v = self.data.get(key, list(default))
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
             raise self.fail(key, f"expected a list of {what}, got {v!r}")
         for x in v:
             if not allowed(x):
-                raise self.fail(key, f"unknown {what} '{x}'")
+                raise self.fail(key, f"unknown {what} '{x}'{hint}")
         return tuple(v)
 
 
@@ -193,7 +193,7 @@ def load_spec(path: Path, root: Path) -> Spec:
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise c.fail("timeout", f"expected a positive number of seconds, got {timeout!r}")
     default_compare = () if kind == "transition" else ASPECTS
-    feats = c.strings("features", (), lambda f: f in features, "feature (see features.yaml)")
+    feats = c.strings("features", (), lambda f: f in features, "feature", " (see specs/features.yaml)")
     if not feats:
         raise c.fail("features", "expected at least one feature")
     return Spec(
@@ -205,7 +205,7 @@ def load_spec(path: Path, root: Path) -> Spec:
         source=source,
         options=_options(c),
         flavors=c.strings("flavors", FLAVORS, lambda f: f in FLAVORS, "flavor"),
-        needs=c.strings("needs", (), lambda n: n in PROBES, "need"),
+        needs=c.strings("needs", (), lambda n: n in PROBES, "need", f" (known: {', '.join(sorted(PROBES))})"),
         flags=frozenset(c.strings("flags", (), lambda f: f in FLAGS, "flag")),
         timeout=float(timeout),
         compare=c.strings("compare", default_compare, lambda a: a in ASPECTS, "aspect"),
