@@ -104,7 +104,9 @@ def build(sources: Iterable[tuple[Path, Path]], jobs: int | None = None) -> int:
         errors = _run([archive], 1)
         if errors:
             raise errors[0]
-        programs = [_program_target(src, dst, archive.output) for src, dst in sources]
+        # Several specs may run one program (variants with other options): build it once.
+        unique = dict((dst, src) for src, dst in sources)
+        programs = [_program_target(src, dst, archive.output) for dst, src in sorted(unique.items())]
         programs += [_program_target(src, out / "native" / name, archive.output) for name, src in HELPERS.items()]
         stale = sum(_stale(t) for t in programs)
         errors = _run(programs, jobs)

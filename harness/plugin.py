@@ -127,11 +127,11 @@ class SpecFile(pytest.File):
                     yield ZdtmItem.from_parent(self, name=f"{spec.name}[{flavor}-{engine}]",
                                                spec=spec, flavor=flavor, engine=engine)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         """One line for a bad spec."""
         if isinstance(excinfo.value, self.CollectError):
             return str(excinfo.value)
-        return super().repr_failure(excinfo)  # type: ignore[no-any-return]
+        return super().repr_failure(excinfo)
 
 
 @dataclass(eq=False)
@@ -203,11 +203,11 @@ class ZdtmItem(pytest.Item):
         if result.verdict.unexpected:
             raise ZdtmFailure(result)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         """The verdict, the step, the reason, the state diff and the program's output."""
         if isinstance(excinfo.value, ZdtmFailure):
             return report.describe(excinfo.value.result)
-        return super().repr_failure(excinfo)  # type: ignore[no-any-return]
+        return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, 0, f"zdtm {self.spec.name} [{self.flavor}, {self.engine}]"
@@ -299,7 +299,7 @@ class _Reporter:
         if report.when != "call":
             return
         for key, value in report.user_properties:
-            if key == "zdtm":
+            if key == "zdtm" and isinstance(value, dict):
                 self.results.append(Result.from_dict(value))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

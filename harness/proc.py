@@ -98,17 +98,28 @@ def become_subreaper() -> None:
     check(lib.prctl(lib.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
+def _live(st: Stat) -> bool:
+    """Not dead yet. A thread-group leader that exited shows Z while its other threads
+    still run: /proc/PID/status counts them (a plain zombie says Threads: 1)."""
+    if st.state not in ("Z", "X"):
+        return True
+    try:
+        return int(status_fields(st.pid).get("Threads", "1")) > 1
+    except (OSError, ValueError):
+        return False
+
+
 def alive(pid: int) -> bool:
-    """True while the task exists and is not a zombie."""
+    """True while the task (any of its threads) exists and is not a zombie."""
     st = read_stat(pid)
-    return st is not None and st.state not in ("Z", "X")
+    return st is not None and _live(st)
 
 
 def kill_trees(roots: list[int], rounds: int = 50) -> None:
     """SIGKILL every task of these trees, rescanning until none is left alive (forks race us)."""
     for _ in range(rounds):
         stats = all_stats()
-        victims = {p for r in roots for p in tree_of(r, stats) if stats[p].state not in ("Z", "X")}
+        victims = {p for r in roots for p in tree_of(r, stats) if _live(stats[p])}
         victims.discard(os.getpid())
         if not victims:
             return
