@@ -116,6 +116,16 @@ def _check_selection(args: argparse.Namespace, specs: list[spec.Spec]) -> None:
         raise UsageError("-j, --iters and --batch take a number >= 1")
 
 
+def _chosen(args: argparse.Namespace, specs: list[spec.Spec]) -> list[spec.Spec]:
+    """The specs a run may touch (the plugin refines: noauto, shards): only these are built."""
+    def named(s: spec.Spec) -> bool:
+        return s.name in args.test or s.name.rsplit("/", 1)[-1] in args.test
+
+    return [s for s in specs
+            if (args.all or named(s) or any(re.search(r, s.name) for r in args.regex))
+            and not any(re.search(x, s.name) for x in args.exclude)]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate, build, then hand over to pytest with the plugin's options."""
     import pytest
@@ -123,7 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     roots = _roots(args.specs)
     specs = spec.load_all(roots)
     _check_selection(args, specs)
-    build.build([(s.source, s.program) for s in specs if s.source])
+    chosen = _chosen(args, specs)
+    build.build([(s.source, s.program) for s in chosen if s.source])
     pargs = [str(r) for r in roots] + ["-c", os.devnull, "--rootdir", str(paths.ROOT), "-q",
                                        "-p", "no:cacheprovider", "--zdtm-engine", args.engine,
                                        "--zdtm-iters", str(args.iters), "--zdtm-batch", str(args.batch)]

@@ -30,6 +30,7 @@ static struct {
 static struct shared_state *shared;
 static volatile uint32_t stop_flag;	/* futex word: 1 once SIGTERM arrived */
 static bool local_failed;		/* this task recorded a failure */
+static int ready_fd = -1;		/* the root's pipe to the starter, until ready */
 
 static long futex(volatile uint32_t *uaddr, int op, uint32_t val)
 {
@@ -279,6 +280,11 @@ static void child_run(const struct zdtm_task *t, int ready_fd)
 
 	stop_flag = 0;
 	local_failed = false;
+	/* Inherited from a root still in its setup: only the root may answer the starter. */
+	if (ready_fd >= 0) {
+		close(ready_fd);
+		ready_fd = -1;
+	}
 	if (t->setup && t->setup(t->arg)) {
 		if (!local_failed)
 			zdtm_fail("child setup failed");
@@ -451,6 +457,7 @@ static void starter(pid_t root, int ready_fd, const char *pidfile)
 	int status;
 	char c;
 
+	/* 'R': ready; 'F' or EOF: the setup failed (tasks it forked may still hold the pipe). */
 	if (zdtm_read_all(ready_fd, &c, 1) == 1 && c == 'R') {
 		write_pidfile(pidfile, root);
 		_exit(0);
@@ -521,6 +528,7 @@ int zdtm_main(int argc, char **argv, const struct zdtm_test *test)
 		starter(pid, p[0], pidfile);
 	}
 	close(p[0]);
+	ready_fd = p[1];
 	if (setsid() < 0) {
 		dprintf(outfd, "FAIL: setsid: %s\n", strerror(errno));
 		return 1;
@@ -536,11 +544,15 @@ int zdtm_main(int argc, char **argv, const struct zdtm_test *test)
 	if (!opts.check_only && test->setup && test->setup()) {
 		if (!zdtm_failed())
 			zdtm_fail("setup failed");
-		return verdict(1);
+		rc = verdict(1);
+		if (write(ready_fd, "F", 1) != 1)
+			return 1;
+		return rc;
 	}
-	if (write(p[1], "R", 1) != 1)
+	if (write(ready_fd, "R", 1) != 1)
 		return 1;
-	close(p[1]);
+	close(ready_fd);
+	ready_fd = -1;
 
 	if (test->step && !opts.check_only) {
 		while (!stop_flag)
