@@ -51,6 +51,14 @@ class _Test:
         return self.workdir / "out"
 
 
+def _taint() -> str:
+    try:
+        with open("/proc/sys/kernel/tainted") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
 def _tail(path: Path, lines: int = TAIL_LINES) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -231,6 +239,7 @@ class Batch:
     def run(self) -> list[Result]:
         """Run the batch to the end; one Result per spec, in order."""
         self._t0 = time.monotonic()
+        taint = _taint()
         proc.become_subreaper()
         why_not = self.engine.unavailable() or flavors.unavailable(self.flavor)
         workroot = Path(tempfile.mkdtemp(prefix="zdtm.", dir=os.environ.get("ZDTM_WORKDIR", "/tmp")))
@@ -267,6 +276,13 @@ class Batch:
             images = self.opts.outdir / "images" / self.id
             if not (self.opts.keep_images or failed):
                 shutil.rmtree(images, ignore_errors=True)
+        after = _taint()
+        if after != taint:
+            # The kernel complained while this batch ran: no verdict of it can be trusted.
+            for t in self.tests:
+                if t.result and t.result.verdict is not Verdict.SKIP:
+                    t.result = replace(t.result, verdict=Verdict.BROKEN, step=t.result.step or "verify",
+                                       reason=f"kernel taint changed {taint} -> {after} during the batch (see dmesg)")
         share = (time.monotonic() - self._t0) / max(1, len(self.tests))
         return [settle(replace(t.result, seconds=round(share, 4)), t.spec)
                 for t in self.tests if t.result is not None]
