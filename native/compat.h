@@ -51,8 +51,10 @@ struct pm_scan_arg {
 #define PR_GET_TID_ADDRESS 40
 #endif
 
-/* uapi/linux/ptrace.h: the glibc enum lacks it on older systems */
-#ifndef PTRACE_GET_RSEQ_CONFIGURATION
+/* uapi/linux/ptrace.h. glibc >= 2.35 has it as an enum member (not a macro), so test the
+ * glibc version: a macro of that name would break <sys/ptrace.h>. */
+#include <sys/ptrace.h>
+#if defined(__GLIBC__) && !__GLIBC_PREREQ(2, 35) && !defined(PTRACE_GET_RSEQ_CONFIGURATION)
 #define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
 #endif
 

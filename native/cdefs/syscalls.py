@@ -3,6 +3,7 @@
 INCLUDES = """
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <sys/ioctl.h>
 #include "compat.h"
 """
 
@@ -14,6 +15,11 @@ CDEF = """
 #define SYS_pidfd_open ...
 #define SYS_pidfd_getfd ...
 #define SYS_kcmp ...
+#define SYS_process_vm_readv ...
+#define SYS_clone3 ...
 
 long syscall(long number, ...);
+int ioctl(int fd, unsigned long request, ...);
+#define PAGEMAP_SCAN ...
+struct pm_scan_arg { uint64_t size; ...; };
 """

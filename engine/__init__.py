@@ -1,0 +1,1 @@
+"""ckpt: our parasite-less checkpoint/restore engine (work in progress: see README)."""

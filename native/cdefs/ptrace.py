@@ -1,0 +1,46 @@
+"""ptrace, registers (x86-64) and cross-process memory access."""
+
+INCLUDES = """
+#include <elf.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include "compat.h"
+
+/* glibc's ptrace() is variadic; cffi wants a fixed prototype. */
+static long ptrace_call(long request, int pid, void *addr, void *data)
+{
+    return ptrace((enum __ptrace_request)request, pid, addr, data);
+}
+"""
+
+CDEF = """
+#define PTRACE_SEIZE ...
+#define PTRACE_INTERRUPT ...
+#define PTRACE_DETACH ...
+#define PTRACE_SYSCALL ...
+#define PTRACE_CONT ...
+#define PTRACE_GETREGSET ...
+#define PTRACE_SETREGSET ...
+#define PTRACE_GETSIGINFO ...
+#define PTRACE_O_TRACESYSGOOD ...
+#define PTRACE_EVENT_STOP ...
+#define PTRACE_GET_RSEQ_CONFIGURATION ...
+#define NT_PRSTATUS ...
+#define NT_X86_XSTATE ...
+#define __WALL ...
+
+struct user_regs_struct {
+    unsigned long long r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi,
+        orig_rax, rip, cs, eflags, rsp, ss, fs_base, gs_base, ds, es, fs, gs;
+};
+struct iovec { void *iov_base; size_t iov_len; };
+
+long ptrace_call(long request, int pid, void *addr, void *data);
+int waitpid(int pid, int *status, int options);
+ssize_t process_vm_readv(int pid, const struct iovec *local, unsigned long liovcnt,
+                         const struct iovec *remote, unsigned long riovcnt, unsigned long flags);
+ssize_t process_vm_writev(int pid, const struct iovec *local, unsigned long liovcnt,
+                          const struct iovec *remote, unsigned long riovcnt, unsigned long flags);
+"""
