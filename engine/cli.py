@@ -1,23 +1,63 @@
-"""`ckpt`: the engine's command line (so far: `ckpt check`)."""
+"""`ckpt`: the engine's command line (check, dump, show; restore comes next)."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from engine import check
+from engine.errors import CkptError
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point."""
-    p = argparse.ArgumentParser(prog="ckpt", description="parasite-less checkpoint/restore")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("check", help="probe the kernel interfaces the engine uses")
-    p.parse_args(argv)
+def _pids(text: str) -> list[int]:
+    try:
+        pids = [int(x) for x in text.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected PID[,PID...]") from None
+    if not pids or any(p <= 0 for p in pids):
+        raise argparse.ArgumentTypeError(f"'{text}': expected positive pids")
+    return pids
+
+
+def _check() -> int:
     results = check.run()
     width = max(map(len, results))
     for name, why in results.items():
         print(f"{name:<{width}}  {'ok' if why is None else 'missing: ' + why}")
     return 0 if all(v is None for v in results.values()) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: a user error is one line and a non-zero exit."""
+    p = argparse.ArgumentParser(prog="ckpt", description="parasite-less checkpoint/restore")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("check", help="probe the kernel interfaces the engine uses")
+    d = sub.add_parser("dump", help="checkpoint tasks into a directory")
+    d.add_argument("-t", "--tree", type=_pids, required=True, metavar="PID[,PID...]")
+    d.add_argument("-D", "--images-dir", type=Path, required=True, metavar="DIR")
+    d.add_argument("--leave-running", action="store_true")
+    d.add_argument("-v", "--verbose", action="store_true")
+    s = sub.add_parser("show", help="decode every image of a checkpoint")
+    s.add_argument("dir", type=Path)
+    s.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "check":
+            return _check()
+        if args.cmd == "dump":
+            from engine.dump import dump
+
+            dump(args.tree, args.images_dir, args.leave_running)
+            if args.verbose:
+                print(f"dumped {','.join(map(str, args.tree))} into {args.images_dir}")
+            return 0
+        from engine.show import render
+
+        print(render(args.dir, args.json))
+        return 0
+    except CkptError as e:
+        print(f"ckpt: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,120 @@
+"""Checkpoint images: protobuf messages in framed files, one image kind per file.
+
+File grammar (all integers little-endian):
+
+    image   := header entry*
+    header  := "CKPT" kind-magic:u32 version:u32
+    entry   := length:u32 message[length]          (a protobuf message of the kind's type)
+    pages-PID.img := page[4096]*                   (raw, no header: the pages of the task's
+                                                    PageRun entries, in order; absent and zero
+                                                    pages are not stored)
+
+Files of a checkpoint directory: inventory.img (one Inventory), and per task
+core-PID.img (one Core), mm-PID.img (one Mm), pagemap-PID.img (PageRun entries) and
+pages-PID.img. The generated *_pb2 modules come from the .proto files beside this one
+by `python -m engine.images.generate`; a test proves they are current.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from google.protobuf.message import DecodeError, Message
+
+from engine.errors import CkptError
+from engine.images.core_pb2 import Core
+from engine.images.inventory_pb2 import Inventory
+from engine.images.mm_pb2 import Mm, PageRun
+
+MAGIC = b"CKPT"
+VERSION = 1
+HEADER = struct.Struct("<4sII")
+LENGTH = struct.Struct("<I")
+PAGE_SIZE = 4096
+
+
+class ImageError(CkptError):
+    """An image that cannot be read: where, and why."""
+
+    def __init__(self, path: str, offset: int, why: str) -> None:
+        super().__init__(path, offset, why)
+        self.path, self.offset, self.why = path, offset, why
+
+    def __str__(self) -> str:
+        return f"{self.path}: at byte {self.offset}: {self.why}"
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One image kind: its magic, message type and file name pattern."""
+
+    name: str
+    magic: int
+    message: type[Message]
+    pattern: str  # "inventory.img" or "core-{pid}.img"
+
+
+KINDS = {k.name: k for k in (
+    Kind("inventory", 0x31564E49, Inventory, "inventory.img"),  # "INV1"
+    Kind("core", 0x31524F43, Core, "core-{pid}.img"),  # "COR1"
+    Kind("mm", 0x31304D4D, Mm, "mm-{pid}.img"),  # "MM01"
+    Kind("pagemap", 0x31504D50, PageRun, "pagemap-{pid}.img"),  # "PMP1"
+)}
+BY_MAGIC = {k.magic: k for k in KINDS.values()}
+
+
+def path_of(directory: Path, kind: str, pid: int | None = None) -> Path:
+    """Where an image of that kind (and task) lives."""
+    return directory / KINDS[kind].pattern.format(pid=pid)
+
+
+def write(path: Path, kind: str, messages: list[Any]) -> None:
+    """Write a framed image file, readable by its owner only."""
+    k = KINDS[kind]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(HEADER.pack(MAGIC, k.magic, VERSION))
+        for m in messages:
+            if not isinstance(m, k.message):
+                raise TypeError(f"{kind} image takes {k.message.__name__}, not {type(m).__name__}")
+            data = m.SerializeToString()
+            f.write(LENGTH.pack(len(data)) + data)
+
+
+def read(path: Path, kind: str | None = None) -> tuple[Kind, list[Any]]:
+    """Read a framed image; its kind comes from its magic (and must be `kind` if given)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ImageError(str(path), 0, f"cannot read: {e.strerror}") from None
+    if len(raw) < HEADER.size:
+        raise ImageError(str(path), 0, f"truncated header ({len(raw)} bytes)")
+    magic, kmagic, version = HEADER.unpack_from(raw)
+    if magic != MAGIC or kmagic not in BY_MAGIC:
+        raise ImageError(str(path), 0, "not a ckpt image (bad magic)")
+    k = BY_MAGIC[kmagic]
+    if kind and k.name != kind:
+        raise ImageError(str(path), 4, f"a {k.name} image where a {kind} image was expected")
+    if version != VERSION:
+        raise ImageError(str(path), 8, f"image version {version}, this engine reads {VERSION}")
+    return k, list(_entries(path, raw, k))
+
+
+def _entries(path: Path, raw: bytes, k: Kind) -> Iterator[Any]:
+    off = HEADER.size
+    while off < len(raw):
+        if off + LENGTH.size > len(raw):
+            raise ImageError(str(path), off, "truncated entry length")
+        (n,) = LENGTH.unpack_from(raw, off)
+        if off + LENGTH.size + n > len(raw):
+            raise ImageError(str(path), off, f"entry of {n} bytes runs past the end of the file")
+        m = k.message()
+        try:
+            m.ParseFromString(raw[off + LENGTH.size:off + LENGTH.size + n])
+        except DecodeError as e:
+            raise ImageError(str(path), off, f"undecodable {k.message.__name__}: {e}") from None
+        yield m
+        off += LENGTH.size + n

@@ -1,0 +1,82 @@
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Regs(_message.Message):
+    __slots__ = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs")
+    R15_FIELD_NUMBER: _ClassVar[int]
+    R14_FIELD_NUMBER: _ClassVar[int]
+    R13_FIELD_NUMBER: _ClassVar[int]
+    R12_FIELD_NUMBER: _ClassVar[int]
+    RBP_FIELD_NUMBER: _ClassVar[int]
+    RBX_FIELD_NUMBER: _ClassVar[int]
+    R11_FIELD_NUMBER: _ClassVar[int]
+    R10_FIELD_NUMBER: _ClassVar[int]
+    R9_FIELD_NUMBER: _ClassVar[int]
+    R8_FIELD_NUMBER: _ClassVar[int]
+    RAX_FIELD_NUMBER: _ClassVar[int]
+    RCX_FIELD_NUMBER: _ClassVar[int]
+    RDX_FIELD_NUMBER: _ClassVar[int]
+    RSI_FIELD_NUMBER: _ClassVar[int]
+    RDI_FIELD_NUMBER: _ClassVar[int]
+    ORIG_RAX_FIELD_NUMBER: _ClassVar[int]
+    RIP_FIELD_NUMBER: _ClassVar[int]
+    CS_FIELD_NUMBER: _ClassVar[int]
+    EFLAGS_FIELD_NUMBER: _ClassVar[int]
+    RSP_FIELD_NUMBER: _ClassVar[int]
+    SS_FIELD_NUMBER: _ClassVar[int]
+    FS_BASE_FIELD_NUMBER: _ClassVar[int]
+    GS_BASE_FIELD_NUMBER: _ClassVar[int]
+    DS_FIELD_NUMBER: _ClassVar[int]
+    ES_FIELD_NUMBER: _ClassVar[int]
+    FS_FIELD_NUMBER: _ClassVar[int]
+    GS_FIELD_NUMBER: _ClassVar[int]
+    r15: int
+    r14: int
+    r13: int
+    r12: int
+    rbp: int
+    rbx: int
+    r11: int
+    r10: int
+    r9: int
+    r8: int
+    rax: int
+    rcx: int
+    rdx: int
+    rsi: int
+    rdi: int
+    orig_rax: int
+    rip: int
+    cs: int
+    eflags: int
+    rsp: int
+    ss: int
+    fs_base: int
+    gs_base: int
+    ds: int
+    es: int
+    fs: int
+    gs: int
+    def __init__(self, r15: _Optional[int] = ..., r14: _Optional[int] = ..., r13: _Optional[int] = ..., r12: _Optional[int] = ..., rbp: _Optional[int] = ..., rbx: _Optional[int] = ..., r11: _Optional[int] = ..., r10: _Optional[int] = ..., r9: _Optional[int] = ..., r8: _Optional[int] = ..., rax: _Optional[int] = ..., rcx: _Optional[int] = ..., rdx: _Optional[int] = ..., rsi: _Optional[int] = ..., rdi: _Optional[int] = ..., orig_rax: _Optional[int] = ..., rip: _Optional[int] = ..., cs: _Optional[int] = ..., eflags: _Optional[int] = ..., rsp: _Optional[int] = ..., ss: _Optional[int] = ..., fs_base: _Optional[int] = ..., gs_base: _Optional[int] = ..., ds: _Optional[int] = ..., es: _Optional[int] = ..., fs: _Optional[int] = ..., gs: _Optional[int] = ...) -> None: ...
+
+class Core(_message.Message):
+    __slots__ = ("pid", "ppid", "pgid", "sid", "comm", "regs", "xstate")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    PPID_FIELD_NUMBER: _ClassVar[int]
+    PGID_FIELD_NUMBER: _ClassVar[int]
+    SID_FIELD_NUMBER: _ClassVar[int]
+    COMM_FIELD_NUMBER: _ClassVar[int]
+    REGS_FIELD_NUMBER: _ClassVar[int]
+    XSTATE_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    ppid: int
+    pgid: int
+    sid: int
+    comm: str
+    regs: Regs
+    xstate: bytes
+    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., pgid: _Optional[int] = ..., sid: _Optional[int] = ..., comm: _Optional[str] = ..., regs: _Optional[_Union[Regs, _Mapping]] = ..., xstate: _Optional[bytes] = ...) -> None: ...

@@ -1,0 +1,80 @@
+"""The engine's reading of /proc: task identity and memory areas."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from engine.errors import ProcessGone
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStat:
+    """Fields of /proc/PID/stat the engine uses."""
+
+    pid: int
+    comm: str
+    state: str
+    ppid: int
+    pgid: int
+    sid: int
+    flags: int
+
+
+@dataclass(frozen=True, slots=True)
+class Area:
+    """One line of /proc/PID/maps with its smaps VmFlags."""
+
+    start: int
+    end: int
+    perms: str
+    pgoff: int
+    path: str
+    vmflags: str
+
+
+def _read(pid: int, name: str) -> str:
+    try:
+        with open(f"/proc/{pid}/{name}") as f:
+            return f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        raise ProcessGone(pid) from None
+
+
+def stat(pid: int) -> TaskStat:
+    """Parse /proc/PID/stat (comm may hold spaces and parentheses)."""
+    raw = _read(pid, "stat")
+    rest = raw[raw.rindex(")") + 2:].split()
+    return TaskStat(pid, raw[raw.index("(") + 1:raw.rindex(")")], rest[0], int(rest[1]), int(rest[2]),
+                    int(rest[3]), int(rest[6]))
+
+
+def threads(pid: int) -> int:
+    """How many threads the task has."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except FileNotFoundError:
+        raise ProcessGone(pid) from None
+
+
+def children(pid: int) -> list[int]:
+    """Children of every thread of the task."""
+    out: list[int] = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        out += [int(x) for x in _read(pid, f"task/{tid}/children").split()]
+    return out
+
+
+def vmas(pid: int) -> list[Area]:
+    """Every memory area, from /proc/PID/smaps (maps fields plus VmFlags)."""
+    out: list[Area] = []
+    head: list[str] | None = None
+    for line in _read(pid, "smaps").splitlines():
+        first = line.split(maxsplit=5)
+        if "-" in first[0] and len(first) >= 5 and not first[0].endswith(":"):
+            head = first
+        elif line.startswith("VmFlags:") and head is not None:
+            start, end = (int(x, 16) for x in head[0].split("-"))
+            out.append(Area(start, end, head[1], int(head[2], 16), head[5].strip() if len(head) > 5 else "",
+                            line.split(":", 1)[1].strip()))
+            head = None
+    return out

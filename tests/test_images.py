@@ -1,0 +1,120 @@
+"""Images and the first dump slice: framed files, generated code current, a real process dumped."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine import images
+from engine.dump import dump
+from engine.errors import CkptError, ProcessGone
+from engine.images.generate import HERE, generate
+from engine.images.inventory_pb2 import Inventory
+from harness import build, paths, proc, spec
+
+
+def test_generated_modules_are_current(tmp_path: Path) -> None:
+    generate(tmp_path)
+    for fresh in sorted(tmp_path.iterdir()):
+        assert fresh.read_bytes() == (HERE / fresh.name).read_bytes(), \
+            f"{fresh.name} is stale: run python -m engine.images.generate"
+
+
+def test_framed_roundtrip_and_damage(tmp_path: Path) -> None:
+    p = tmp_path / "inventory.img"
+    images.write(p, "inventory", [Inventory(kernel="6.18", roots=[1, 2])])
+    assert oct(p.stat().st_mode & 0o777) == "0o600"
+    kind, [inv] = images.read(p)
+    assert kind.name == "inventory" and list(inv.roots) == [1, 2]
+    with pytest.raises(images.ImageError, match="a inventory image where a core image was expected"):
+        images.read(p, "core")
+    raw = p.read_bytes()
+    for data, words in [(raw[:-1], "runs past the end"), (raw[:5], "truncated header"),
+                        (b"XXXX" + raw[4:], "bad magic"), (raw[:8] + b"\x09\0\0\0" + raw[12:], "version 9")]:
+        p.write_bytes(data)
+        with pytest.raises(images.ImageError, match=words):
+            images.read(p)
+
+
+@pytest.fixture
+def running(tmp_path: Path):
+    """env_umask running under its protocol, reaped afterwards."""
+    s = next(x for x in spec.load_all([paths.SPECS]) if x.name == "static/env_umask")
+    build.build([(s.source, s.program)])
+    proc.become_subreaper()
+    subprocess.run([str(s.program), f"--pidfile={tmp_path}/pid", f"--outfile={tmp_path}/out"], check=True,
+                   timeout=30)
+    pid = int((tmp_path / "pid").read_text())
+    yield pid, tmp_path / "out"
+    proc.kill_trees([pid])
+    proc.reap_children()
+
+
+def test_dump_leave_running_stores_memory_exactly(running: tuple[int, Path], tmp_path: Path) -> None:
+    pid, out = running
+    d = tmp_path / "img"
+    dump([pid], d, leave_running=True)
+    assert sorted(x.name for x in d.iterdir()) == sorted(
+        ["inventory.img", f"core-{pid}.img", f"mm-{pid}.img", f"pagemap-{pid}.img", f"pages-{pid}.img"])
+    assert all(x.stat().st_mode & 0o777 == 0o600 for x in d.iterdir())
+    _, [core] = images.read(d / f"core-{pid}.img", "core")
+    assert core.pid == pid and core.sid == pid and core.comm == "env_umask" and len(core.xstate) >= 512
+    _, [mm] = images.read(d / f"mm-{pid}.img", "mm")
+    with open(f"/proc/{pid}/maps") as f:
+        assert [(v.start, v.end, v.perms) for v in mm.vmas] == [
+            tuple([int(x, 16) for x in line.split()[0].split("-")] + [line.split()[1]]) for line in f]
+    _, runs = images.read(d / f"pagemap-{pid}.img", "pagemap")
+    pages = (d / f"pages-{pid}.img").read_bytes()
+    assert len(pages) == sum(r.nr_pages for r in runs) * images.PAGE_SIZE > 0
+    off = 0
+    with open(f"/proc/{pid}/mem", "rb") as mem:  # the task sleeps: its memory is as dumped
+        for r in runs:
+            n = r.nr_pages * images.PAGE_SIZE
+            if not any(v.path == "[stack]" and v.start <= r.vaddr < v.end for v in mm.vmas):
+                mem.seek(r.vaddr)
+                assert mem.read(n) == pages[off:off + n], f"pages at {r.vaddr:#x} differ"
+            off += n
+    # Left running, untouched: its own check still passes.
+    os.kill(pid, signal.SIGTERM)
+    assert not proc.wait_gone([pid], 10)
+    assert out.read_text().splitlines()[-1] == "PASS"
+    shown = subprocess.run([sys.executable, "-m", "engine.cli", "show", str(d), "--json"], capture_output=True,
+                           text=True, check=True)
+    doc = json.loads(shown.stdout)
+    assert doc["inventory.img"]["entries"][0]["roots"] == [pid]
+    assert doc[f"pages-{pid}.img"]["pages"] == len(pages) // images.PAGE_SIZE
+
+
+def test_dump_kills_unless_leave_running(running: tuple[int, Path], tmp_path: Path) -> None:
+    pid, _ = running
+    dump([pid], tmp_path / "img")
+    assert not proc.wait_gone([pid], 5)
+
+
+def test_dump_refuses_bad_targets_and_leaves_them_running(running: tuple[int, Path], tmp_path: Path) -> None:
+    pid, _ = running
+    with pytest.raises(ProcessGone):
+        dump([999999], tmp_path / "a")
+    with pytest.raises(CkptError, match="dumping process itself"):
+        dump([os.getpid()], tmp_path / "b")
+    with pytest.raises(CkptError, match="kernel thread"):
+        dump([2], tmp_path / "c")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "x").write_text("x")
+    with pytest.raises(CkptError, match="not empty"):
+        dump([pid], busy)
+    assert proc.alive(pid)
+
+
+def test_ckpt_cli_errors_are_one_line(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "dump", "-t", "999999", "-D", str(tmp_path / "d")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr == "ckpt: no such process (pid=999999)\n"
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "show", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 1 and "no inventory.img" in r.stderr and r.stderr.count("\n") == 1
