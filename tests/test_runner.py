@@ -123,3 +123,11 @@ def test_needs_missing_is_a_skip(corpus: dict, tmp_path: Path, monkeypatch: pyte
     r = run([s], engines.load("nocr"), tmp_path)["static/env_umask"]
     needs.missing.cache_clear()
     assert r.verdict is Verdict.SKIP and "no AVX here" in r.reason
+
+
+def test_transition_trees_are_not_compared(tmp_path: Path) -> None:
+    """compare: [] means no aspect, not even the set of tasks (a transition tree changes)."""
+    from harness.oracle import capture
+
+    batch = Batch("t", [], "host", engines.load("nocr"), RunOptions(outdir=tmp_path))
+    assert batch._snapshot() == {} and capture([]) == {}

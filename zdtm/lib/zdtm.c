@@ -274,7 +274,7 @@ int zdtm_sync_wait(struct zdtm_sync *s, uint32_t want)
 	}
 }
 
-static void child_run(const struct zdtm_task *t, int ready_fd)
+static void child_run(const struct zdtm_task *t, int pipe_fd)
 {
 	int rc = 0;
 
@@ -290,9 +290,9 @@ static void child_run(const struct zdtm_task *t, int ready_fd)
 			zdtm_fail("child setup failed");
 		_exit(1);
 	}
-	if (write(ready_fd, "R", 1) != 1)
+	if (write(pipe_fd, "R", 1) != 1)
 		_exit(1);
-	close(ready_fd);
+	close(pipe_fd);
 	if (t->step) {
 		while (!stop_flag)
 			if (t->step(t->arg)) {
@@ -452,13 +452,13 @@ static void write_pidfile(const char *path, pid_t pid)
 }
 
 /* The starter: wait for the root's ready byte, publish its pid, exit. */
-static void starter(pid_t root, int ready_fd, const char *pidfile)
+static void starter(pid_t root, int pipe_fd, const char *pidfile)
 {
 	int status;
 	char c;
 
 	/* 'R': ready; 'F' or EOF: the setup failed (tasks it forked may still hold the pipe). */
-	if (zdtm_read_all(ready_fd, &c, 1) == 1 && c == 'R') {
+	if (zdtm_read_all(pipe_fd, &c, 1) == 1 && c == 'R') {
 		write_pidfile(pidfile, root);
 		_exit(0);
 	}
