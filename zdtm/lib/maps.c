@@ -91,13 +91,16 @@ int zdtm_maps_read_at(const char *file, int line, pid_t pid, unsigned long lo, u
 int zdtm_find_vma_at(const char *file, int line, const char *path, struct zdtm_vma *v)
 {
 	char *pos = maps_buf;
+	struct zdtm_vma cur;
 	int rc;
 
 	if (load_maps(file, line, "/proc/self/maps"))
 		return -1;
-	while ((rc = next_vma(file, line, &pos, v)) > 0)
-		if (!strcmp(v->path, path))
+	while ((rc = next_vma(file, line, &pos, &cur)) > 0)
+		if (!strcmp(cur.path, path)) {
+			*v = cur;
 			return 0;
+		}
 	return rc < 0 ? -1 : fail("no %s vma in /proc/self/maps", path);
 }
 

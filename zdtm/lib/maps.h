@@ -36,8 +36,8 @@ int zdtm_maps_read_at(const char *file, int line, pid_t pid, unsigned long lo, u
 /* The first vma of /proc/self/maps with this path ("[heap]"): 0, or -1 (recorded). */
 #define zdtm_find_vma(...) zdtm_find_vma_at(__FILE__, __LINE__, __VA_ARGS__)
 int zdtm_find_vma_at(const char *file, int line, const char *path, struct zdtm_vma *v);
-/* The vmas of this process in [lo, hi) are exactly want[0..n): 0, or -1 (recorded, the
- * message starting with what). */
+/* The vmas of this process in [lo, hi) (32 at most) are exactly want[0..n): 0, or -1
+ * (recorded, the message starting with what). */
 #define zdtm_expect_vmas(...) zdtm_expect_vmas_at(__FILE__, __LINE__, __VA_ARGS__)
 int zdtm_expect_vmas_at(const char *file, int line, const char *what, unsigned long lo,
 			unsigned long hi, const struct zdtm_vma *want, int n);

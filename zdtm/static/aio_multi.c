@@ -3,13 +3,10 @@
  * events (tags name the context), and each context still takes new requests. */
 #include <fcntl.h>
 #include <inttypes.h>
-#include <linux/aio_abi.h>
-#include <stdio.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "zdtm.h"
+#include "aio.h"
 
 #define PATH "aio-multi-data"
 #define SEED 0xa1f
@@ -17,13 +14,6 @@
 #define NCTX 4
 #define MAXEV 40
 #define CHUNK 512
-#define AIO_RING_MAGIC 0xa10a10a1
-
-struct aio_ring {
-	unsigned id, nr, head, tail;
-	unsigned magic, compat_features, incompat_features, header_length;
-	struct io_event io_events[];
-};
 
 static const unsigned nr_events[NCTX] = { 1, 64, 700, 2000 };
 static const int npending[NCTX] = { 1, 10, 40, 0 };
@@ -34,53 +24,6 @@ static unsigned long ring_size[NCTX];
 static int fd = -1;
 static struct iocb cbs[NCTX][MAXEV];
 static char bufs[NCTX][MAXEV][CHUNK];
-
-static long io_setup(unsigned nr, aio_context_t *c)
-{
-	return syscall(__NR_io_setup, nr, c);
-}
-
-static long io_submit(aio_context_t c, long n, struct iocb **iocbs)
-{
-	return syscall(__NR_io_submit, c, n, iocbs);
-}
-
-static long io_getevents(aio_context_t c, long min, long max, struct io_event *ev,
-			 struct timespec *ts)
-{
-	return syscall(__NR_io_getevents, c, min, max, ev, ts);
-}
-
-static long io_destroy(aio_context_t c)
-{
-	return syscall(__NR_io_destroy, c);
-}
-
-static unsigned ring_count(const struct aio_ring *r)
-{
-	return (r->tail + r->nr - r->head) % r->nr;
-}
-
-static unsigned long ring_mapping(unsigned long addr)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[512];
-	unsigned long size = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long start, end;
-
-		if (sscanf(line, "%lx-%lx", &start, &end) != 2 || start != addr)
-			continue;
-		if (strstr(line, "[aio]"))
-			size = end - start;
-		break;
-	}
-	fclose(f);
-	return size;
-}
 
 /* Request j of context c: a read of CHUNK bytes at an offset unique to (c, j). */
 static off_t req_off(int c, int j)
@@ -111,27 +54,27 @@ static int setup(void)
 		return zdtm_err("write %s", PATH);
 	for (int c = 0; c < NCTX; c++) {
 		struct iocb *list[MAXEV];
-		struct aio_ring *ring;
+		struct zdtm_aio_ring *ring;
+		unsigned done;
 		long n;
 
-		if (io_setup(nr_events[c], &ctx[c]))
+		if (zdtm_io_setup(nr_events[c], &ctx[c]))
 			return zdtm_err("io_setup(%u)", nr_events[c]);
-		ring = (struct aio_ring *)ctx[c];
+		ring = zdtm_aio_ring(ctx[c]);
 		ring_nr[c] = ring->nr;
-		ring_size[c] = ring_mapping(ctx[c]);
+		ring_size[c] = zdtm_aio_ring_size(ctx[c]);
 		if (!ring_size[c])
 			return zdtm_fail("no [aio] mapping at context %d", c);
 		for (int j = 0; j < npending[c]; j++) {
 			prep(&cbs[c][j], c, j);
 			list[j] = &cbs[c][j];
 		}
-		n = io_submit(ctx[c], npending[c], list);
+		n = zdtm_io_submit(ctx[c], npending[c], list);
 		if (n != npending[c])
 			return zdtm_err("context %d: io_submit returned %ld", c, n);
-		for (int t = 0; t < 2000 && ring_count(ring) < (unsigned)npending[c]; t++)
-			usleep(1000);
-		if (ring_count(ring) != (unsigned)npending[c])
-			return zdtm_fail("context %d: %u of %d events completed", c, ring_count(ring),
+		done = zdtm_aio_wait_pending(ring, npending[c]);
+		if (done != (unsigned)npending[c])
+			return zdtm_fail("context %d: %u of %d events completed", c, done,
 					 npending[c]);
 		zdtm_msg("context %d (0x%lx): io_setup(%u) gave %u slots in %lu bytes, %d pending",
 			 c, (unsigned long)ctx[c], nr_events[c], ring_nr[c], ring_size[c],
@@ -169,8 +112,8 @@ static int check(void)
 		return zdtm_fail("no AIO context was ever set up");
 	/* First look at every ring before touching any: events must not have moved. */
 	for (int c = 0; c < NCTX; c++) {
-		struct aio_ring *ring = (struct aio_ring *)ctx[c];
-		unsigned long size = ring_mapping(ctx[c]);
+		struct zdtm_aio_ring *ring = zdtm_aio_ring(ctx[c]);
+		unsigned long size = zdtm_aio_ring_size(ctx[c]);
 
 		if (size != ring_size[c])
 			return zdtm_fail("context %d (0x%lx): [aio] mapping of %lu bytes, expected %lu",
@@ -178,13 +121,13 @@ static int check(void)
 		if (ring->magic != AIO_RING_MAGIC || ring->nr != ring_nr[c])
 			return zdtm_fail("context %d: ring magic 0x%x nr %u, expected nr %u", c,
 					 ring->magic, ring->nr, ring_nr[c]);
-		if (ring_count(ring) != (unsigned)npending[c])
+		if (zdtm_aio_pending(ring) != (unsigned)npending[c])
 			return zdtm_fail("context %d: ring holds %u events, expected %d", c,
-					 ring_count(ring), npending[c]);
+					 zdtm_aio_pending(ring), npending[c]);
 	}
 	for (int c = 0; c < NCTX; c++) {
 		struct iocb *one = &cbs[c][npending[c]];
-		long n = io_getevents(ctx[c], npending[c], MAXEV + 4, ev, &wait);
+		long n = zdtm_io_getevents(ctx[c], npending[c], MAXEV + 4, ev, &wait);
 
 		if (n != npending[c])
 			return zdtm_fail("context %d: io_getevents returned %ld, expected %d", c, n,
@@ -193,18 +136,18 @@ static int check(void)
 			return -1;
 		/* One more request on this context after C/R. */
 		prep(one, c, npending[c]);
-		if (io_submit(ctx[c], 1, &one) != 1)
+		if (zdtm_io_submit(ctx[c], 1, &one) != 1)
 			return zdtm_err("context %d: io_submit after C/R", c);
-		n = io_getevents(ctx[c], 1, 4, ev, &wait);
+		n = zdtm_io_getevents(ctx[c], 1, 4, ev, &wait);
 		if (n != 1)
 			return zdtm_fail("context %d: %ld events for the new request", c, n);
 		if (check_events(c, ev, 1, npending[c]))
 			return -1;
-		if (io_getevents(ctx[c], 0, 4, ev, &zero) != 0)
+		if (zdtm_io_getevents(ctx[c], 0, 4, ev, &zero) != 0)
 			return zdtm_fail("context %d: extra events after reaping", c);
 	}
 	for (int c = 0; c < NCTX; c++)
-		if (io_destroy(ctx[c]))
+		if (zdtm_io_destroy(ctx[c]))
 			return zdtm_err("io_destroy context %d", c);
 	return 0;
 }

@@ -5,14 +5,11 @@
  * writes are in the file. */
 #include <fcntl.h>
 #include <inttypes.h>
-#include <linux/aio_abi.h>
-#include <stdio.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "zdtm.h"
+#include "aio.h"
 
 #define PATH "aio-pending-data"
 #define SEED 0xa1d
@@ -20,13 +17,6 @@
 #define FILE_LEN 65536
 #define NR_EVENTS 32
 #define N 9
-#define AIO_RING_MAGIC 0xa10a10a1
-
-struct aio_ring {
-	unsigned id, nr, head, tail;
-	unsigned magic, compat_features, incompat_features, header_length;
-	struct io_event io_events[];
-};
 
 static const struct {
 	int op;			/* IOCB_CMD_PREAD, IOCB_CMD_PWRITE, IOCB_CMD_PREADV */
@@ -52,37 +42,11 @@ static struct iocb cbs[N];
 static char bufs[N][12288];
 static struct iovec iov[2];
 
-static long io_setup(unsigned nr, aio_context_t *c)
-{
-	return syscall(__NR_io_setup, nr, c);
-}
-
-static long io_submit(aio_context_t c, long n, struct iocb **iocbs)
-{
-	return syscall(__NR_io_submit, c, n, iocbs);
-}
-
-static long io_getevents(aio_context_t c, long min, long max, struct io_event *ev,
-			 struct timespec *ts)
-{
-	return syscall(__NR_io_getevents, c, min, max, ev, ts);
-}
-
-static long io_destroy(aio_context_t c)
-{
-	return syscall(__NR_io_destroy, c);
-}
-
-static unsigned ring_count(const struct aio_ring *r)
-{
-	return (r->tail + r->nr - r->head) % r->nr;
-}
-
 static int setup(void)
 {
 	static char data[FILE_LEN];
 	struct iocb *list[N];
-	struct aio_ring *ring;
+	unsigned done;
 	long n;
 
 	fd = open(PATH, O_RDWR | O_CREAT | O_EXCL, 0644);
@@ -91,7 +55,7 @@ static int setup(void)
 	zdtm_fill(data, FILE_LEN, SEED, 0);
 	if (zdtm_write_all(fd, data, FILE_LEN) != FILE_LEN)
 		return zdtm_err("write %s", PATH);
-	if (io_setup(NR_EVENTS, &ctx))
+	if (zdtm_io_setup(NR_EVENTS, &ctx))
 		return zdtm_err("io_setup");
 
 	for (int i = 0; i < N; i++) {
@@ -113,19 +77,16 @@ static int setup(void)
 		}
 		list[i] = cb;
 	}
-	n = io_submit(ctx, BATCH1, list);
+	n = zdtm_io_submit(ctx, BATCH1, list);
 	if (n != BATCH1)
 		return zdtm_err("io_submit of the first batch returned %ld", n);
-	n = io_submit(ctx, N - BATCH1, list + BATCH1);
+	n = zdtm_io_submit(ctx, N - BATCH1, list + BATCH1);
 	if (n != N - BATCH1)
 		return zdtm_err("io_submit of the second batch returned %ld", n);
 
-	/* Buffered file I/O completes within io_submit; wait anyway, without reaping. */
-	ring = (struct aio_ring *)ctx;
-	for (int t = 0; t < 2000 && ring_count(ring) < N; t++)
-		usleep(1000);
-	if (ring_count(ring) != N)
-		return zdtm_fail("%u of %d events completed", ring_count(ring), N);
+	done = zdtm_aio_wait_pending(zdtm_aio_ring(ctx), N);
+	if (done != N)
+		return zdtm_fail("%u of %d events completed", done, N);
 	return 0;
 }
 
@@ -133,20 +94,20 @@ static int check(void)
 {
 	struct io_event ev[N + 4];
 	struct timespec wait = { 0, 500 * 1000 * 1000 }, zero = { 0, 0 };
-	struct aio_ring *ring;
+	struct zdtm_aio_ring *ring;
 	char back[4096];
 	long n;
 
 	if (!ctx)
 		return zdtm_fail("no AIO context was ever set up");
-	ring = (struct aio_ring *)ctx;
+	ring = zdtm_aio_ring(ctx);
 	if (ring->magic != AIO_RING_MAGIC)
 		return zdtm_fail("no AIO ring at context 0x%lx (magic 0x%x)", (unsigned long)ctx,
 				 ring->magic);
-	if (ring_count(ring) != N)
+	if (zdtm_aio_pending(ring) != N)
 		return zdtm_fail("the ring holds %u events (head %u tail %u nr %u), expected %d",
-				 ring_count(ring), ring->head, ring->tail, ring->nr, N);
-	n = io_getevents(ctx, N, N + 4, ev, &wait);
+				 zdtm_aio_pending(ring), ring->head, ring->tail, ring->nr, N);
+	n = zdtm_io_getevents(ctx, N, N + 4, ev, &wait);
 	if (n != N)
 		return zdtm_fail("io_getevents returned %ld events, expected %d", n, N);
 	for (int i = 0; i < N; i++) {
@@ -174,12 +135,13 @@ static int check(void)
 						 (long long)reqs[i].off, PATH);
 		}
 	}
-	if (ring_count(ring) != 0)
-		return zdtm_fail("the ring still holds %u events after reaping", ring_count(ring));
-	n = io_getevents(ctx, 0, 4, ev, &zero);
+	if (zdtm_aio_pending(ring) != 0)
+		return zdtm_fail("the ring still holds %u events after reaping",
+				 zdtm_aio_pending(ring));
+	n = zdtm_io_getevents(ctx, 0, 4, ev, &zero);
 	if (n != 0)
 		return zdtm_fail("io_getevents returned %ld more events", n);
-	if (io_destroy(ctx))
+	if (zdtm_io_destroy(ctx))
 		return zdtm_err("io_destroy");
 	ctx = 0;
 	return 0;

@@ -4,80 +4,25 @@
  * results and data. */
 #include <fcntl.h>
 #include <inttypes.h>
-#include <linux/aio_abi.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "zdtm.h"
+#include "aio.h"
 
 #define NR_EVENTS 128
 #define PATH "aio-ring-data"
 #define SEED 0xa10
 #define LEN 8192
-#define AIO_RING_MAGIC 0xa10a10a1
-
-/* The ring header the kernel maps at the context id (fs/aio.c, not in uapi). */
-struct aio_ring {
-	unsigned id, nr, head, tail;
-	unsigned magic, compat_features, incompat_features, header_length;
-	struct io_event io_events[];
-};
 
 static aio_context_t ctx;
 static unsigned ring_nr;
 static unsigned long ring_size;
 static int fd = -1;
 
-static long io_setup(unsigned nr, aio_context_t *c)
-{
-	return syscall(__NR_io_setup, nr, c);
-}
-
-static long io_submit(aio_context_t c, long n, struct iocb **iocbs)
-{
-	return syscall(__NR_io_submit, c, n, iocbs);
-}
-
-static long io_getevents(aio_context_t c, long min, long max, struct io_event *ev,
-			 struct timespec *ts)
-{
-	return syscall(__NR_io_getevents, c, min, max, ev, ts);
-}
-
-static long io_destroy(aio_context_t c)
-{
-	return syscall(__NR_io_destroy, c);
-}
-
-/* Size of the mapping starting at addr if it is an AIO ring ("/[aio] (deleted)"), else 0. */
-static unsigned long ring_mapping(unsigned long addr)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[512];
-	unsigned long size = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long start, end;
-
-		if (sscanf(line, "%lx-%lx", &start, &end) != 2 || start != addr)
-			continue;
-		if (strstr(line, "[aio]"))
-			size = end - start;
-		break;
-	}
-	fclose(f);
-	return size;
-}
-
 static int setup(void)
 {
 	static char buf[LEN];
-	struct aio_ring *ring;
+	struct zdtm_aio_ring *ring;
 
 	fd = open(PATH, O_RDWR | O_CREAT | O_EXCL, 0644);
 	if (fd < 0)
@@ -85,11 +30,11 @@ static int setup(void)
 	zdtm_fill(buf, LEN, SEED, 0);
 	if (zdtm_write_all(fd, buf, LEN) != LEN)
 		return zdtm_err("write %s", PATH);
-	if (io_setup(NR_EVENTS, &ctx))
+	if (zdtm_io_setup(NR_EVENTS, &ctx))
 		return zdtm_err("io_setup(%d)", NR_EVENTS);
-	ring = (struct aio_ring *)ctx;
+	ring = zdtm_aio_ring(ctx);
 	ring_nr = ring->nr;
-	ring_size = ring_mapping(ctx);
+	ring_size = zdtm_aio_ring_size(ctx);
 	if (!ring_size)
 		return zdtm_fail("no [aio] mapping at context 0x%lx", (unsigned long)ctx);
 	if (ring->magic != AIO_RING_MAGIC || ring->head != ring->tail)
@@ -106,17 +51,17 @@ static int check(void)
 	struct io_event ev[4];
 	struct timespec zero = { 0, 0 }, wait = { 1, 0 };
 	struct iocb rd = { 0 }, wr = { 0 }, *list[2] = { &rd, &wr };
-	struct aio_ring *ring;
+	struct zdtm_aio_ring *ring;
 	unsigned long size;
 	long n;
 
 	if (!ctx)
 		return zdtm_fail("no AIO context was ever set up");
-	size = ring_mapping(ctx);
+	size = zdtm_aio_ring_size(ctx);
 	if (size != ring_size)
 		return zdtm_fail("the [aio] mapping at context 0x%lx is %lu bytes, expected %lu",
 				 (unsigned long)ctx, size, ring_size);
-	ring = (struct aio_ring *)ctx;
+	ring = zdtm_aio_ring(ctx);
 	if (ring->magic != AIO_RING_MAGIC || ring->nr != ring_nr || ring->head != ring->tail ||
 	    ring->incompat_features != 0 || ring->header_length != sizeof(*ring))
 		return zdtm_fail("ring header: magic 0x%x nr %u head %u tail %u incompat %u hdr %u; "
@@ -124,7 +69,7 @@ static int check(void)
 				 ring->magic, ring->nr, ring->head, ring->tail,
 				 ring->incompat_features, ring->header_length, AIO_RING_MAGIC,
 				 ring_nr, sizeof(*ring));
-	n = io_getevents(ctx, 0, 4, ev, &zero);
+	n = zdtm_io_getevents(ctx, 0, 4, ev, &zero);
 	if (n != 0)
 		return zdtm_fail("io_getevents on the idle context returned %ld, expected 0", n);
 
@@ -142,10 +87,10 @@ static int check(void)
 	wr.aio_buf = (uintptr_t)wbuf;
 	wr.aio_nbytes = sizeof(wbuf);
 	wr.aio_offset = LEN;
-	n = io_submit(ctx, 2, list);
+	n = zdtm_io_submit(ctx, 2, list);
 	if (n != 2)
 		return zdtm_err("io_submit after C/R returned %ld", n);
-	n = io_getevents(ctx, 2, 4, ev, &wait);
+	n = zdtm_io_getevents(ctx, 2, 4, ev, &wait);
 	if (n != 2)
 		return zdtm_fail("io_getevents got %ld events for 2 requests", n);
 	for (int i = 0; i < 2; i++) {
@@ -167,9 +112,9 @@ static int check(void)
 	if (ring->head != ring->tail)
 		return zdtm_fail("ring head %u tail %u after reaping everything", ring->head,
 				 ring->tail);
-	if (io_destroy(ctx))
+	if (zdtm_io_destroy(ctx))
 		return zdtm_err("io_destroy");
-	if (ring_mapping(ctx))
+	if (zdtm_aio_ring_size(ctx))
 		return zdtm_fail("the ring is still mapped after io_destroy");
 	ctx = 0;
 	return 0;

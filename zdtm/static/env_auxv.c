@@ -6,10 +6,10 @@
 #include <fcntl.h>
 #include <link.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <sys/auxv.h>
 #include <unistd.h>
 
+#include "maps.h"
 #include "zdtm.h"
 
 #define AUXV_MAX 4096
@@ -30,24 +30,6 @@ static ssize_t read_auxv(unsigned long *buf)
 	n = zdtm_read_all(fd, buf, AUXV_MAX);
 	close(fd);
 	return n;
-}
-
-/* The start of the [vdso] mapping in /proc/self/maps, 0 if there is none. */
-static unsigned long vdso_start(void)
-{
-	static char maps[1 << 16];
-	char *line;
-
-	if (zdtm_read_file("/proc/self/maps", maps, sizeof(maps)) < 0)
-		return 0;
-	for (line = maps; line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-		size_t len = strcspn(line, "\n");
-		char *hit = strstr(line, "[vdso]");
-
-		if (hit && hit < line + len)
-			return strtoul(line, NULL, 16);
-	}
-	return 0;
 }
 
 static const char *str_at(unsigned long type)
@@ -77,7 +59,8 @@ static int setup(void)
 static int check(void)
 {
 	static unsigned long now[AUXV_MAX / sizeof(unsigned long)];
-	unsigned long vdso, mapped;
+	struct zdtm_vma mapped;
+	unsigned long vdso;
 	ssize_t n;
 
 	if (auxv_len < 0)
@@ -100,9 +83,11 @@ static int check(void)
 	}
 
 	vdso = getauxval(AT_SYSINFO_EHDR);
-	mapped = vdso_start();
-	if (mapped != vdso)
-		return zdtm_fail("[vdso] is mapped at %#lx, AT_SYSINFO_EHDR says %#lx", mapped, vdso);
+	if (zdtm_find_vma("[vdso]", &mapped))
+		return -1;
+	if (mapped.start != vdso)
+		return zdtm_fail("[vdso] is mapped at %#lx, AT_SYSINFO_EHDR says %#lx",
+				 mapped.start, vdso);
 	if (memcmp((void *)vdso, ELFMAG, SELFMAG))
 		return zdtm_fail("no ELF image at AT_SYSINFO_EHDR %#lx", vdso);
 	if (memcmp((void *)getauxval(AT_RANDOM), random_bytes, sizeof(random_bytes)))

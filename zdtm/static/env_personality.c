@@ -4,13 +4,13 @@
  * running task). Each checks personality(0xffffffff) and /proc/self/personality, and the
  * flags' effect where it shows at run time: a PROT_READ mapping made in the root's check
  * is executable (READ_IMPLIES_EXEC), the child's uname() release is "2.6.x" (UNAME26). */
-#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "maps.h"
 #include "zdtm.h"
 
 #define ROOT_PERS (PER_LINUX | ADDR_NO_RANDOMIZE | READ_IMPLIES_EXEC | ADDR_COMPAT_LAYOUT)
@@ -33,26 +33,6 @@ static int check_value(const char *who, unsigned long want)
 	if (strtoul(buf, NULL, 16) != want)
 		return zdtm_fail("%s: /proc/self/personality says %s, expected %08lx", who,
 				 strtok(buf, "\n"), want);
-	return 0;
-}
-
-/* The protection /proc/self/maps shows for the area starting at addr ("r-xp"...). */
-static int maps_prot(void *addr, char *prot)
-{
-	static char maps[1 << 16];
-	char start[32];
-	char *p;
-
-	snprintf(start, sizeof(start), "\n%lx-", (unsigned long)addr);
-	maps[0] = '\n';
-	if (zdtm_read_file("/proc/self/maps", maps + 1, sizeof(maps) - 1) < 0)
-		return -1;
-	p = strstr(maps, start);
-	if (!p)
-		return -1;
-	p = strchr(p, ' ');
-	memcpy(prot, p + 1, 4);
-	prot[4] = '\0';
 	return 0;
 }
 
@@ -93,9 +73,9 @@ static int setup(void)
 
 static int check(void)
 {
-	char prot[8];
+	struct zdtm_vma v;
 	void *p;
-	int rc = 0;
+	int rc = 0, n;
 
 	if (!root_set)
 		return zdtm_fail("personality never set: setup did not run");
@@ -105,11 +85,14 @@ static int check(void)
 	if (p == MAP_FAILED) {
 		rc = zdtm_err("mmap");
 	} else {
-		if (maps_prot(p, prot))
+		n = zdtm_maps_read(0, (unsigned long)p, (unsigned long)p + 1, &v, 1);
+		if (n < 0)
+			rc = -1;
+		else if (n == 0 || v.start != (unsigned long)p)
 			rc = zdtm_fail("no line for %p in /proc/self/maps", p);
-		else if (strcmp(prot, "r-xp"))
+		else if (strcmp(v.perms, "r-xp"))
 			rc = zdtm_fail("a PROT_READ mapping is '%s', READ_IMPLIES_EXEC makes it r-xp",
-				       prot);
+				       v.perms);
 		munmap(p, 4096);
 	}
 	if (zdtm_child_check(child))

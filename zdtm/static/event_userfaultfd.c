@@ -7,12 +7,12 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "maps.h"
 #include "zdtm.h"
 
 #define NPAGES 8
@@ -69,26 +69,17 @@ static int setup(void)
 	return 0;
 }
 
-/* The VMA starting at start in /proc/self/smaps: its end and whether VmFlags has "um". */
+/* The VMA starting at start: its end and whether VmFlags has "um". */
 static int vma_info(unsigned long start, unsigned long *end, bool *um)
 {
-	static char buf[1 << 20];
-	char key[32], *p, *fl;
+	struct zdtm_vma v;
+	char flags[256];
 
-	if (zdtm_read_file("/proc/self/smaps", buf, sizeof(buf)) < 0)
-		return zdtm_err("read /proc/self/smaps");
-	snprintf(key, sizeof(key), "%lx-", start);
-	for (p = buf; (p = strstr(p, key)); p++)
-		if (p == buf || p[-1] == '\n')
-			break;
-	if (!p)
-		return zdtm_fail("no VMA starts at %#lx", start);
-	*end = strtoul(p + strlen(key), NULL, 16);
-	fl = strstr(p, "VmFlags:");
-	if (!fl)
-		return zdtm_fail("no VmFlags for the VMA at %#lx", start);
-	*strchrnul(fl, '\n') = '\0';
-	*um = strstr(fl, " um") != NULL;
+	if (zdtm_vmflags(start, flags, sizeof(flags)) ||
+	    zdtm_maps_read(0, start, start + 1, &v, 1) < 0)
+		return -1;
+	*end = v.end;
+	*um = zdtm_has_vmflag(flags, "um");
 	return 0;
 }
 

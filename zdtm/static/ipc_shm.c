@@ -4,12 +4,11 @@
  * modes, keys and shm_nattch are exact, every attachment is at its address with its data
  * and protection, a write by the root is seen by the child, and nattch drops as the child
  * exits. */
-#include <stdio.h>
-#include <stdlib.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
 #include <unistd.h>
 
+#include "maps.h"
 #include "zdtm.h"
 
 enum { SA, SB, SC, NSEG };
@@ -33,40 +32,22 @@ static char *a1, *b1, *b2;	/* the root's attachments (inherited by the child) */
 static char *c1;		/* the child's own attachment of C */
 static pid_t child;
 
-/* The maps line starting at addr: perms, and the inode (the shm id). */
-static int map_of(const void *addr, char *perms, unsigned long *ino, unsigned long *len)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[512];
-	int rc = -1;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long start, end, off;
-		char dev[16];
-
-		if (sscanf(line, "%lx-%lx %4s %lx %15s %lu", &start, &end, perms, &off, dev,
-			   ino) != 6 || start != (unsigned long)addr)
-			continue;
-		*len = end - start;
-		rc = strstr(line, "/SYSV") ? 0 : -1;
-		break;
-	}
-	fclose(f);
-	return rc;
-}
-
+/* The maps line starting at addr: a SysV shm mapping of segment seg (the inode is the shm
+ * id), with these perms. */
 static int check_map(const char *who, const void *addr, int seg, const char *want_perms)
 {
-	char perms[8];
-	unsigned long ino, len, want_len = (segs[seg].size + 4095) & ~4095UL;
+	unsigned long want_len = (segs[seg].size + 4095) & ~4095UL, len;
+	struct zdtm_vma v;
+	int n = zdtm_maps_read(0, (unsigned long)addr, (unsigned long)addr + 1, &v, 1);
 
-	if (map_of(addr, perms, &ino, &len))
+	if (n < 0)
+		return -1;
+	if (n == 0 || v.start != (unsigned long)addr || !strstr(v.path, "/SYSV"))
 		return zdtm_fail("%s: no SysV shm mapping at %p (segment %d)", who, addr, ids[seg]);
-	if (strcmp(perms, want_perms) || ino != (unsigned long)ids[seg] || len != want_len)
+	len = v.end - v.start;
+	if (strcmp(v.perms, want_perms) || v.ino != (unsigned long)ids[seg] || len != want_len)
 		return zdtm_fail("%s: mapping at %p is %s inode %lu %lu bytes, expected %s shm id %d "
-				 "%lu bytes", who, addr, perms, ino, len, want_perms, ids[seg],
+				 "%lu bytes", who, addr, v.perms, v.ino, len, want_perms, ids[seg],
 				 want_len);
 	return 0;
 }

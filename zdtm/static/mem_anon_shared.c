@@ -4,9 +4,9 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <stdio.h>
 #include <unistd.h>
 
+#include "maps.h"
 #include "zdtm.h"
 
 #define BASE 0x120000000000UL
@@ -22,79 +22,6 @@
 static size_t pg;
 static char *area;	/* NULL until setup mapped it */
 static pid_t child;
-
-/* --- memory-map helpers (the mem_ tests each carry a copy) --- */
-
-struct vma {
-	unsigned long start, end;
-	char perms[8];
-	unsigned long long off;
-	unsigned int maj, min;
-	unsigned long ino;
-	char path[256];
-};
-
-static char maps_buf[1 << 18];
-
-/* The vmas of /proc/<pid>/maps (0: self) overlapping [lo, hi), in address order: their
- * count, or -1 (recorded). */
-static int read_vmas_of(pid_t pid, unsigned long lo, unsigned long hi, struct vma *v, int max)
-{
-	char path[64];
-	ssize_t len;
-	char *line, *nl;
-	int n = 0;
-
-	if (pid)
-		snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	else
-		snprintf(path, sizeof(path), "/proc/self/maps");
-	len = zdtm_read_file(path, maps_buf, sizeof(maps_buf));
-	if (len < 0)
-		return zdtm_err("read %s", path);
-	if ((size_t)len >= sizeof(maps_buf) - 1)
-		return zdtm_fail("%s is larger than %zu bytes", path, sizeof(maps_buf));
-	for (line = maps_buf; (nl = strchr(line, '\n')); line = nl + 1) {
-		struct vma cur = { 0 };
-		int pos = 0;
-
-		*nl = '\0';
-		if (sscanf(line, "%lx-%lx %7s %llx %x:%x %lu %n", &cur.start, &cur.end, cur.perms,
-			   &cur.off, &cur.maj, &cur.min, &cur.ino, &pos) < 7 || !pos)
-			return zdtm_fail("unparsable maps line '%s'", line);
-		snprintf(cur.path, sizeof(cur.path), "%s", line + pos);
-		if (cur.end <= lo || cur.start >= hi)
-			continue;
-		if (n == max)
-			return zdtm_fail("more than %d vmas in %lx-%lx", max, lo, hi);
-		v[n++] = cur;
-	}
-	return n;
-}
-
-static const char *vma_str(const struct vma *v, char *buf, size_t len)
-{
-	snprintf(buf, len, "%lx-%lx %.7s %08llx %02x:%02x %lu %.255s", v->start, v->end, v->perms,
-		 v->off, v->maj, v->min, v->ino, v->path);
-	return buf;
-}
-
-/* mmap exactly at addr (never replacing anything): the address, or NULL (recorded). */
-static void *map_at(unsigned long addr, size_t len, int prot, int flags, int fd, off_t off)
-{
-	void *p = mmap((void *)addr, len, prot, flags | MAP_FIXED_NOREPLACE, fd, off);
-
-	if (p == MAP_FAILED) {
-		zdtm_err("mmap %zu bytes at %#lx", len, addr);
-		return NULL;
-	}
-	if (p != (void *)addr) {
-		munmap(p, len);
-		zdtm_fail("mmap at %#lx landed at %p", addr, p);
-		return NULL;
-	}
-	return p;
-}
 
 static ssize_t first_nonzero(const char *p, size_t len)
 {
@@ -126,10 +53,10 @@ static int verify_zero(const char *who, unsigned long pgno)
 }
 
 /* The vma of pid (0: self) at BASE is the whole shared anonymous area. */
-static int check_vma(const char *who, pid_t pid, struct vma *got)
+static int check_vma(const char *who, pid_t pid, struct zdtm_vma *got)
 {
 	char buf[512];
-	int n = read_vmas_of(pid, BASE, BASE + PAGES * pg, got, 1);
+	int n = zdtm_maps_read(pid, BASE, BASE + PAGES * pg, got, 1);
 
 	if (n < 0)
 		return -1;
@@ -138,7 +65,8 @@ static int check_vma(const char *who, pid_t pid, struct vma *got)
 	if (got->start != BASE || got->end != BASE + PAGES * pg || strcmp(got->perms, "rw-s") ||
 	    got->off || strcmp(got->path, SHM_PATH))
 		return zdtm_fail("%s: vma is '%s', expected %lx-%lx rw-s 00000000 .. %s", who,
-				 vma_str(got, buf, sizeof(buf)), BASE, BASE + PAGES * pg, SHM_PATH);
+				 zdtm_vma_str(got, buf, sizeof(buf)), BASE, BASE + PAGES * pg,
+				 SHM_PATH);
 	return 0;
 }
 
@@ -153,7 +81,7 @@ static int child_setup(void *arg)
 
 static int child_check(void *arg)
 {
-	struct vma v;
+	struct zdtm_vma v;
 
 	(void)arg;
 	if (check_vma("child", 0, &v) ||
@@ -182,10 +110,11 @@ static int drop_child(void)
 
 static int setup(void)
 {
-	struct vma v;
+	struct zdtm_vma v;
 
 	pg = sysconf(_SC_PAGESIZE);
-	area = map_at(BASE, PAGES * pg, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	area = zdtm_map_fixed(BASE, PAGES * pg, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			      -1, 0);
 	if (!area)
 		return -1;
 	zdtm_fill(area, 3 * pg, SEED_PARENT, 0);
@@ -199,7 +128,7 @@ static int setup(void)
 
 static int check(void)
 {
-	struct vma mine, theirs;
+	struct zdtm_vma mine, theirs;
 	char a[512], b[512];
 
 	pg = sysconf(_SC_PAGESIZE);
@@ -211,7 +140,7 @@ static int check(void)
 		return drop_child();
 	if (mine.maj != theirs.maj || mine.min != theirs.min || mine.ino != theirs.ino) {
 		zdtm_fail("parent and child map different objects: '%s' vs '%s'",
-			  vma_str(&mine, a, sizeof(a)), vma_str(&theirs, b, sizeof(b)));
+			  zdtm_vma_str(&mine, a, sizeof(a)), zdtm_vma_str(&theirs, b, sizeof(b)));
 		return drop_child();
 	}
 	if (verify_pages("parent: own data", 0, 3, SEED_PARENT) ||

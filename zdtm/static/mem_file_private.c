@@ -7,9 +7,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <stdio.h>
 #include <unistd.h>
 
+#include "maps.h"
 #include "zdtm.h"
 
 #define BASE 0x130000000000UL
@@ -25,88 +25,8 @@
 #define SEED_LATE 0x1a7e
 
 static size_t pg;
-static char *area;	/* NULL until setup mapped the file */
-static struct vma want;	/* the mapping's maps line after setup */
-
-/* --- memory-map helpers (the mem_ tests each carry a copy) --- */
-
-struct vma {
-	unsigned long start, end;
-	char perms[8];
-	unsigned long long off;
-	unsigned int maj, min;
-	unsigned long ino;
-	char path[256];
-};
-
-static char maps_buf[1 << 18];
-
-/* The vmas of /proc/<pid>/maps (0: self) overlapping [lo, hi), in address order: their
- * count, or -1 (recorded). */
-static int read_vmas_of(pid_t pid, unsigned long lo, unsigned long hi, struct vma *v, int max)
-{
-	char path[64];
-	ssize_t len;
-	char *line, *nl;
-	int n = 0;
-
-	if (pid)
-		snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	else
-		snprintf(path, sizeof(path), "/proc/self/maps");
-	len = zdtm_read_file(path, maps_buf, sizeof(maps_buf));
-	if (len < 0)
-		return zdtm_err("read %s", path);
-	if ((size_t)len >= sizeof(maps_buf) - 1)
-		return zdtm_fail("%s is larger than %zu bytes", path, sizeof(maps_buf));
-	for (line = maps_buf; (nl = strchr(line, '\n')); line = nl + 1) {
-		struct vma cur = { 0 };
-		int pos = 0;
-
-		*nl = '\0';
-		if (sscanf(line, "%lx-%lx %7s %llx %x:%x %lu %n", &cur.start, &cur.end, cur.perms,
-			   &cur.off, &cur.maj, &cur.min, &cur.ino, &pos) < 7 || !pos)
-			return zdtm_fail("unparsable maps line '%s'", line);
-		snprintf(cur.path, sizeof(cur.path), "%s", line + pos);
-		if (cur.end <= lo || cur.start >= hi)
-			continue;
-		if (n == max)
-			return zdtm_fail("more than %d vmas in %lx-%lx", max, lo, hi);
-		v[n++] = cur;
-	}
-	return n;
-}
-
-static const char *vma_str(const struct vma *v, char *buf, size_t len)
-{
-	snprintf(buf, len, "%lx-%lx %.7s %08llx %02x:%02x %lu %.255s", v->start, v->end, v->perms,
-		 v->off, v->maj, v->min, v->ino, v->path);
-	return buf;
-}
-
-static bool vma_eq(const struct vma *a, const struct vma *b)
-{
-	return a->start == b->start && a->end == b->end && !strcmp(a->perms, b->perms) &&
-	       a->off == b->off && a->maj == b->maj && a->min == b->min && a->ino == b->ino &&
-	       !strcmp(a->path, b->path);
-}
-
-/* mmap exactly at addr (never replacing anything): the address, or NULL (recorded). */
-static void *map_at(unsigned long addr, size_t len, int prot, int flags, int fd, off_t off)
-{
-	void *p = mmap((void *)addr, len, prot, flags | MAP_FIXED_NOREPLACE, fd, off);
-
-	if (p == MAP_FAILED) {
-		zdtm_err("mmap %zu bytes at %#lx", len, addr);
-		return NULL;
-	}
-	if (p != (void *)addr) {
-		munmap(p, len);
-		zdtm_fail("mmap at %#lx landed at %p", addr, p);
-		return NULL;
-	}
-	return p;
-}
+static char *area;		/* NULL until setup mapped the file */
+static struct zdtm_vma want;	/* the mapping's maps line after setup */
 
 static bool is_dirty(unsigned long k)
 {
@@ -130,7 +50,8 @@ static int setup(void)
 	zdtm_fill(buf, FILE_PAGES * pg, SEED_FILE, 0);
 	if (zdtm_write_all(fd, buf, FILE_PAGES * pg) != (ssize_t)(FILE_PAGES * pg))
 		return zdtm_err("write %s", FNAME);
-	area = map_at(BASE, MAP_PAGES * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, MAP_OFF * pg);
+	area = zdtm_map_fixed(BASE, MAP_PAGES * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd,
+			      MAP_OFF * pg);
 	if (!area)
 		return -1;
 	if (fstat(fd, &st))
@@ -142,14 +63,15 @@ static int setup(void)
 	zdtm_fill(area + DIRTY_FIRST * pg, DIRTY_PAGES * pg, SEED_DIRTY, DIRTY_FIRST * pg);
 	(void)sink;
 
-	n = read_vmas_of(0, BASE, BASE + MAP_PAGES * pg, &want, 1);
+	n = zdtm_maps_read(0, BASE, BASE + MAP_PAGES * pg, &want, 1);
 	if (n != 1)
 		return n < 0 ? -1 : zdtm_fail("the mapping at %#lx is not in maps", BASE);
 	if (want.start != BASE || want.end != BASE + MAP_PAGES * pg || strcmp(want.perms, "rw-p") ||
 	    want.off != MAP_OFF * pg || strncmp(want.path, cwd, strlen(cwd)) ||
 	    strcmp(want.path + strlen(cwd), "/" FNAME) || want.ino != st.st_ino)
 		return zdtm_fail("the new mapping is '%s' (file %s/%s inode %lu)",
-				 vma_str(&want, s, sizeof(s)), cwd, FNAME, (unsigned long)st.st_ino);
+				 zdtm_vma_str(&want, s, sizeof(s)), cwd, FNAME,
+				 (unsigned long)st.st_ino);
 	if (want.maj != major(st.st_dev) || want.min != minor(st.st_dev))
 		zdtm_msg("note: maps shows device %02x:%02x, stat %02x:%02x", want.maj, want.min,
 			 major(st.st_dev), minor(st.st_dev));
@@ -159,7 +81,7 @@ static int setup(void)
 static int check(void)
 {
 	static char buf[65536];
-	struct vma got;
+	struct zdtm_vma got;
 	char a[512], b[512];
 	ssize_t bad;
 	int fd, n;
@@ -167,15 +89,16 @@ static int check(void)
 	pg = sysconf(_SC_PAGESIZE);
 	if (!area)
 		return zdtm_fail("the file %s was never mapped at %#lx", FNAME, BASE);
-	n = read_vmas_of(0, BASE, BASE + MAP_PAGES * pg, &got, 1);
+	n = zdtm_maps_read(0, BASE, BASE + MAP_PAGES * pg, &got, 1);
 	if (n < 0)
 		return -1;
 	if (n == 0)
 		return zdtm_fail("nothing is mapped at %#lx, expected '%s'", BASE,
-				 vma_str(&want, a, sizeof(a)));
-	if (!vma_eq(&got, &want))
-		return zdtm_fail("the mapping is '%s', expected '%s'", vma_str(&got, a, sizeof(a)),
-				 vma_str(&want, b, sizeof(b)));
+				 zdtm_vma_str(&want, a, sizeof(a)));
+	if (!zdtm_vma_eq(&got, &want))
+		return zdtm_fail("the mapping is '%s', expected '%s'",
+				 zdtm_vma_str(&got, a, sizeof(a)),
+				 zdtm_vma_str(&want, b, sizeof(b)));
 
 	for (unsigned long k = 0; k < MAP_PAGES; k++) {
 		if (is_dirty(k))

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "maps.h"
 #include "zdtm.h"
 
 #define BASE_RW 0x140000000000UL
@@ -27,87 +28,7 @@
 static size_t pg;
 static int fd = -1;
 static char *rw, *ro;		/* NULL until setup mapped the file */
-static struct vma want_rw, want_ro;
-
-/* --- memory-map helpers (the mem_ tests each carry a copy) --- */
-
-struct vma {
-	unsigned long start, end;
-	char perms[8];
-	unsigned long long off;
-	unsigned int maj, min;
-	unsigned long ino;
-	char path[256];
-};
-
-static char maps_buf[1 << 18];
-
-/* The vmas of /proc/<pid>/maps (0: self) overlapping [lo, hi), in address order: their
- * count, or -1 (recorded). */
-static int read_vmas_of(pid_t pid, unsigned long lo, unsigned long hi, struct vma *v, int max)
-{
-	char path[64];
-	ssize_t len;
-	char *line, *nl;
-	int n = 0;
-
-	if (pid)
-		snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	else
-		snprintf(path, sizeof(path), "/proc/self/maps");
-	len = zdtm_read_file(path, maps_buf, sizeof(maps_buf));
-	if (len < 0)
-		return zdtm_err("read %s", path);
-	if ((size_t)len >= sizeof(maps_buf) - 1)
-		return zdtm_fail("%s is larger than %zu bytes", path, sizeof(maps_buf));
-	for (line = maps_buf; (nl = strchr(line, '\n')); line = nl + 1) {
-		struct vma cur = { 0 };
-		int pos = 0;
-
-		*nl = '\0';
-		if (sscanf(line, "%lx-%lx %7s %llx %x:%x %lu %n", &cur.start, &cur.end, cur.perms,
-			   &cur.off, &cur.maj, &cur.min, &cur.ino, &pos) < 7 || !pos)
-			return zdtm_fail("unparsable maps line '%s'", line);
-		snprintf(cur.path, sizeof(cur.path), "%s", line + pos);
-		if (cur.end <= lo || cur.start >= hi)
-			continue;
-		if (n == max)
-			return zdtm_fail("more than %d vmas in %lx-%lx", max, lo, hi);
-		v[n++] = cur;
-	}
-	return n;
-}
-
-static const char *vma_str(const struct vma *v, char *buf, size_t len)
-{
-	snprintf(buf, len, "%lx-%lx %.7s %08llx %02x:%02x %lu %.255s", v->start, v->end, v->perms,
-		 v->off, v->maj, v->min, v->ino, v->path);
-	return buf;
-}
-
-static bool vma_eq(const struct vma *a, const struct vma *b)
-{
-	return a->start == b->start && a->end == b->end && !strcmp(a->perms, b->perms) &&
-	       a->off == b->off && a->maj == b->maj && a->min == b->min && a->ino == b->ino &&
-	       !strcmp(a->path, b->path);
-}
-
-/* mmap exactly at addr (never replacing anything): the address, or NULL (recorded). */
-static void *map_at(unsigned long addr, size_t len, int prot, int flags, int fd, off_t off)
-{
-	void *p = mmap((void *)addr, len, prot, flags | MAP_FIXED_NOREPLACE, fd, off);
-
-	if (p == MAP_FAILED) {
-		zdtm_err("mmap %zu bytes at %#lx", len, addr);
-		return NULL;
-	}
-	if (p != (void *)addr) {
-		munmap(p, len);
-		zdtm_fail("mmap at %#lx landed at %p", addr, p);
-		return NULL;
-	}
-	return p;
-}
+static struct zdtm_vma want_rw, want_ro;
 
 /* The stream file page k holds after setup. */
 static uint64_t seed_of(unsigned long k)
@@ -115,9 +36,9 @@ static uint64_t seed_of(unsigned long k)
 	return k >= DIRTY_FIRST && k < DIRTY_FIRST + DIRTY_PAGES ? SEED_DIRTY : SEED_FILE;
 }
 
-static int get_vma(unsigned long addr, size_t len, struct vma *v)
+static int get_vma(unsigned long addr, size_t len, struct zdtm_vma *v)
 {
-	int n = read_vmas_of(0, addr, addr + len, v, 1);
+	int n = zdtm_maps_read(0, addr, addr + len, v, 1);
 
 	if (n < 0)
 		return -1;
@@ -126,16 +47,18 @@ static int get_vma(unsigned long addr, size_t len, struct vma *v)
 	return 0;
 }
 
-static int check_vma(const char *what, unsigned long addr, size_t len, const struct vma *want)
+static int check_vma(const char *what, unsigned long addr, size_t len,
+		     const struct zdtm_vma *want)
 {
 	char a[512], b[512];
-	struct vma got;
+	struct zdtm_vma got;
 
 	if (get_vma(addr, len, &got))
 		return -1;
-	if (!vma_eq(&got, want))
+	if (!zdtm_vma_eq(&got, want))
 		return zdtm_fail("%s mapping is '%s', expected '%s'", what,
-				 vma_str(&got, a, sizeof(a)), vma_str(want, b, sizeof(b)));
+				 zdtm_vma_str(&got, a, sizeof(a)),
+				 zdtm_vma_str(want, b, sizeof(b)));
 	return 0;
 }
 
@@ -157,8 +80,8 @@ static int setup(void)
 		return zdtm_err("write %s", FNAME);
 	if (fstat(fd, &st))
 		return zdtm_err("fstat %s", FNAME);
-	rw = map_at(BASE_RW, FILE_PAGES * pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ro = map_at(BASE_RO, RO_PAGES * pg, PROT_READ, MAP_SHARED, fd, RO_OFF * pg);
+	rw = zdtm_map_fixed(BASE_RW, FILE_PAGES * pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ro = zdtm_map_fixed(BASE_RO, RO_PAGES * pg, PROT_READ, MAP_SHARED, fd, RO_OFF * pg);
 	if (!rw || !ro)
 		return -1;
 	zdtm_fill(rw + DIRTY_FIRST * pg, DIRTY_PAGES * pg, SEED_DIRTY, DIRTY_FIRST * pg);
@@ -167,10 +90,12 @@ static int setup(void)
 		return -1;
 	if (want_rw.end != BASE_RW + FILE_PAGES * pg || strcmp(want_rw.perms, "rw-s") ||
 	    want_rw.off || want_rw.ino != st.st_ino || strcmp(want_rw.path, path))
-		return zdtm_fail("the read-write mapping is '%s'", vma_str(&want_rw, s, sizeof(s)));
+		return zdtm_fail("the read-write mapping is '%s'",
+				 zdtm_vma_str(&want_rw, s, sizeof(s)));
 	if (want_ro.end != BASE_RO + RO_PAGES * pg || strcmp(want_ro.perms, "r--s") ||
 	    want_ro.off != RO_OFF * pg || want_ro.ino != st.st_ino || strcmp(want_ro.path, path))
-		return zdtm_fail("the read-only mapping is '%s'", vma_str(&want_ro, s, sizeof(s)));
+		return zdtm_fail("the read-only mapping is '%s'",
+				 zdtm_vma_str(&want_ro, s, sizeof(s)));
 	return 0;
 }
 

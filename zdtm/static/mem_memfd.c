@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "maps.h"
 #include "zdtm.h"
 
 #define BASE 0x1b0000000000UL
@@ -35,79 +36,6 @@ static int fd = -1;		/* memfd 1; -1 until setup made it */
 static char *sh, *pr, *lone;
 static char name1[64], name2[64];
 
-/* --- memory-map helpers (the mem_ tests each carry a copy) --- */
-
-struct vma {
-	unsigned long start, end;
-	char perms[8];
-	unsigned long long off;
-	unsigned int maj, min;
-	unsigned long ino;
-	char path[256];
-};
-
-static char maps_buf[1 << 18];
-
-/* The vmas of /proc/<pid>/maps (0: self) overlapping [lo, hi), in address order: their
- * count, or -1 (recorded). */
-static int read_vmas_of(pid_t pid, unsigned long lo, unsigned long hi, struct vma *v, int max)
-{
-	char path[64];
-	ssize_t len;
-	char *line, *nl;
-	int n = 0;
-
-	if (pid)
-		snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	else
-		snprintf(path, sizeof(path), "/proc/self/maps");
-	len = zdtm_read_file(path, maps_buf, sizeof(maps_buf));
-	if (len < 0)
-		return zdtm_err("read %s", path);
-	if ((size_t)len >= sizeof(maps_buf) - 1)
-		return zdtm_fail("%s is larger than %zu bytes", path, sizeof(maps_buf));
-	for (line = maps_buf; (nl = strchr(line, '\n')); line = nl + 1) {
-		struct vma cur = { 0 };
-		int pos = 0;
-
-		*nl = '\0';
-		if (sscanf(line, "%lx-%lx %7s %llx %x:%x %lu %n", &cur.start, &cur.end, cur.perms,
-			   &cur.off, &cur.maj, &cur.min, &cur.ino, &pos) < 7 || !pos)
-			return zdtm_fail("unparsable maps line '%s'", line);
-		snprintf(cur.path, sizeof(cur.path), "%s", line + pos);
-		if (cur.end <= lo || cur.start >= hi)
-			continue;
-		if (n == max)
-			return zdtm_fail("more than %d vmas in %lx-%lx", max, lo, hi);
-		v[n++] = cur;
-	}
-	return n;
-}
-
-static const char *vma_str(const struct vma *v, char *buf, size_t len)
-{
-	snprintf(buf, len, "%lx-%lx %.7s %08llx %02x:%02x %lu %.255s", v->start, v->end, v->perms,
-		 v->off, v->maj, v->min, v->ino, v->path);
-	return buf;
-}
-
-/* mmap exactly at addr (never replacing anything): the address, or NULL (recorded). */
-static void *map_at(unsigned long addr, size_t len, int prot, int flags, int fd, off_t off)
-{
-	void *p = mmap((void *)addr, len, prot, flags | MAP_FIXED_NOREPLACE, fd, off);
-
-	if (p == MAP_FAILED) {
-		zdtm_err("mmap %zu bytes at %#lx", len, addr);
-		return NULL;
-	}
-	if (p != (void *)addr) {
-		munmap(p, len);
-		zdtm_fail("mmap at %#lx landed at %p", addr, p);
-		return NULL;
-	}
-	return p;
-}
-
 static uint64_t file_seed(unsigned long k)
 {
 	return k < 2 ? SEED_SHARED : SEED_FILE;
@@ -115,10 +43,10 @@ static uint64_t file_seed(unsigned long k)
 
 /* The vma at addr must be [addr, addr + pages) with these perms, offset and memfd name. */
 static int check_vma(const char *what, unsigned long addr, unsigned long pages, const char *perms,
-		     unsigned long off, const char *name, struct vma *got)
+		     unsigned long off, const char *name, struct zdtm_vma *got)
 {
 	char path[128], s[512];
-	int n = read_vmas_of(0, addr, addr + pages * pg, got, 1);
+	int n = zdtm_maps_read(0, addr, addr + pages * pg, got, 1);
 
 	if (n < 0)
 		return -1;
@@ -128,13 +56,14 @@ static int check_vma(const char *what, unsigned long addr, unsigned long pages, 
 	if (got->start != addr || got->end != addr + pages * pg || strcmp(got->perms, perms) ||
 	    got->off != off || strcmp(got->path, path))
 		return zdtm_fail("%s is '%s', expected %lx-%lx %s %08lx .. %s", what,
-				 vma_str(got, s, sizeof(s)), addr, addr + pages * pg, perms, off, path);
+				 zdtm_vma_str(got, s, sizeof(s)), addr, addr + pages * pg, perms,
+				 off, path);
 	return 0;
 }
 
 static int check_vmas(void)
 {
-	struct vma a, b, c;
+	struct zdtm_vma a, b, c;
 	struct stat st;
 
 	if (check_vma("shared mapping", SH_ADDR, PAGES, "rw-s", 0, name1, &a) ||
@@ -169,8 +98,9 @@ static int setup(void)
 	zdtm_fill(buf, PAGES * pg, SEED_FILE, 0);
 	if (zdtm_write_all(fd, buf, PAGES * pg) != (ssize_t)(PAGES * pg))
 		return zdtm_err("write memfd %d", fd);
-	sh = map_at(SH_ADDR, PAGES * pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	pr = map_at(PR_ADDR, PR_PAGES * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, PR_OFF * pg);
+	sh = zdtm_map_fixed(SH_ADDR, PAGES * pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	pr = zdtm_map_fixed(PR_ADDR, PR_PAGES * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd,
+			    PR_OFF * pg);
 	if (!sh || !pr)
 		return -1;
 	zdtm_fill(sh, 2 * pg, SEED_SHARED, 0);
@@ -184,7 +114,8 @@ static int setup(void)
 		return zdtm_err("memfd_create(%s)", name2);
 	if (ftruncate(fd2, LONE_PAGES * pg))
 		return zdtm_err("ftruncate memfd %d", fd2);
-	lone = map_at(LONE_ADDR, LONE_PAGES * pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd2, 0);
+	lone = zdtm_map_fixed(LONE_ADDR, LONE_PAGES * pg, PROT_READ | PROT_WRITE, MAP_SHARED,
+			      fd2, 0);
 	if (!lone)
 		return -1;
 	close(fd2);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "maps.h"
 #include "zdtm.h"
 
 #define BASE 0x1f0000000000UL	/* 2 MiB aligned */
@@ -51,12 +52,9 @@ static int setup(void)
 
 	if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0))
 		return zdtm_err("prctl(PR_SET_THP_DISABLE, 1)");
-	p = mmap((void *)BASE, LEN, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-	if (p == MAP_FAILED)
-		return zdtm_err("mmap %lu bytes at %#lx", LEN, BASE);
-	if (p != (char *)BASE)
-		return zdtm_fail("mmap at %#lx landed at %p", BASE, p);
+	p = zdtm_map_fixed(BASE, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (!p)
+		return -1;
 	/* Even asked for, no huge page may back it while THP is disabled. */
 	if (madvise(p, LEN, MADV_HUGEPAGE) && errno != EINVAL)
 		return zdtm_err("madvise(MADV_HUGEPAGE)");

@@ -9,10 +9,10 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
-#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "maps.h"
 #include "zdtm.h"
 
 typedef int (*clock_gettime_fn)(clockid_t, struct timespec *);
@@ -21,71 +21,8 @@ typedef time_t (*time_fn)(time_t *);
 
 #define MAXV 8
 
-/* --- memory-map helpers (the mem_ tests each carry a copy) --- */
-
-struct vma {
-	unsigned long start, end;
-	char perms[8];
-	unsigned long long off;
-	unsigned int maj, min;
-	unsigned long ino;
-	char path[256];
-};
-
-static char maps_buf[1 << 18];
-
-/* The vmas of /proc/<pid>/maps (0: self) overlapping [lo, hi), in address order: their
- * count, or -1 (recorded). */
-static int read_vmas_of(pid_t pid, unsigned long lo, unsigned long hi, struct vma *v, int max)
-{
-	char path[64];
-	ssize_t len;
-	char *line, *nl;
-	int n = 0;
-
-	if (pid)
-		snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	else
-		snprintf(path, sizeof(path), "/proc/self/maps");
-	len = zdtm_read_file(path, maps_buf, sizeof(maps_buf));
-	if (len < 0)
-		return zdtm_err("read %s", path);
-	if ((size_t)len >= sizeof(maps_buf) - 1)
-		return zdtm_fail("%s is larger than %zu bytes", path, sizeof(maps_buf));
-	for (line = maps_buf; (nl = strchr(line, '\n')); line = nl + 1) {
-		struct vma cur = { 0 };
-		int pos = 0;
-
-		*nl = '\0';
-		if (sscanf(line, "%lx-%lx %7s %llx %x:%x %lu %n", &cur.start, &cur.end, cur.perms,
-			   &cur.off, &cur.maj, &cur.min, &cur.ino, &pos) < 7 || !pos)
-			return zdtm_fail("unparsable maps line '%s'", line);
-		snprintf(cur.path, sizeof(cur.path), "%s", line + pos);
-		if (cur.end <= lo || cur.start >= hi)
-			continue;
-		if (n == max)
-			return zdtm_fail("more than %d vmas in %lx-%lx", max, lo, hi);
-		v[n++] = cur;
-	}
-	return n;
-}
-
-static const char *vma_str(const struct vma *v, char *buf, size_t len)
-{
-	snprintf(buf, len, "%lx-%lx %.7s %08llx %02x:%02x %lu %.255s", v->start, v->end, v->perms,
-		 v->off, v->maj, v->min, v->ino, v->path);
-	return buf;
-}
-
-static bool vma_eq(const struct vma *a, const struct vma *b)
-{
-	return a->start == b->start && a->end == b->end && !strcmp(a->perms, b->perms) &&
-	       a->off == b->off && a->maj == b->maj && a->min == b->min && a->ino == b->ino &&
-	       !strcmp(a->path, b->path);
-}
-
 static unsigned long vdso_base;		/* 0 until setup recorded it */
-static struct vma want[MAXV];		/* [vdso] and [vvar*] */
+static struct zdtm_vma want[MAXV];	/* [vdso] and [vvar*] */
 static int nwant;
 static uint32_t vdso_crc;
 static clock_gettime_fn vdso_clock_gettime;
@@ -99,10 +36,10 @@ static struct timespec ts0[NCLOCKS];
 static struct timeval tv0;
 
 /* The vDSO's [vdso] and [vvar*] vmas, in address order: count, or -1. */
-static int vdso_vmas(struct vma *out, struct vma **vdso)
+static int vdso_vmas(struct zdtm_vma *out, struct zdtm_vma **vdso)
 {
-	static struct vma all[128];
-	int n = read_vmas_of(0, 0, ~0UL, all, 128), cnt = 0;
+	static struct zdtm_vma all[128];
+	int n = zdtm_maps_read(0, 0, ~0UL, all, 128), cnt = 0;
 
 	if (n < 0)
 		return -1;
@@ -190,7 +127,7 @@ static int tv_cmp(const struct timeval *a, const struct timeval *b)
 
 static int setup(void)
 {
-	struct vma *vdso;
+	struct zdtm_vma *vdso;
 
 	vdso_base = getauxval(AT_SYSINFO_EHDR);
 	if (!vdso_base)
@@ -219,7 +156,7 @@ static int setup(void)
 
 static int check(void)
 {
-	struct vma got[MAXV], *vdso;
+	struct zdtm_vma got[MAXV], *vdso;
 	char a[512], b[512];
 	int n;
 
@@ -233,12 +170,15 @@ static int check(void)
 		return -1;
 	for (int i = 0; i < n || i < nwant; i++) {
 		if (i >= n)
-			return zdtm_fail("vDSO vma '%s' is missing", vma_str(&want[i], a, sizeof(a)));
+			return zdtm_fail("vDSO vma '%s' is missing",
+					 zdtm_vma_str(&want[i], a, sizeof(a)));
 		if (i >= nwant)
-			return zdtm_fail("extra vDSO vma '%s'", vma_str(&got[i], a, sizeof(a)));
-		if (!vma_eq(&got[i], &want[i]))
-			return zdtm_fail("vDSO vma is '%s', was '%s'", vma_str(&got[i], a, sizeof(a)),
-					 vma_str(&want[i], b, sizeof(b)));
+			return zdtm_fail("extra vDSO vma '%s'",
+					 zdtm_vma_str(&got[i], a, sizeof(a)));
+		if (!zdtm_vma_eq(&got[i], &want[i]))
+			return zdtm_fail("vDSO vma is '%s', was '%s'",
+					 zdtm_vma_str(&got[i], a, sizeof(a)),
+					 zdtm_vma_str(&want[i], b, sizeof(b)));
 	}
 	if (zdtm_crc32((void *)vdso->start, vdso->end - vdso->start) != vdso_crc)
 		return zdtm_fail("the vDSO image at %#lx changed (crc %08x, was %08x)", vdso->start,

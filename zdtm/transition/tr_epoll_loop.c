@@ -8,14 +8,12 @@
  * sent exactly. */
 #include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "zdtm.h"
+#include "transition.h"
 
 #define NPIPES 2
 #define NCH (NPIPES + 1)	/* channel NPIPES is the eventfd */
@@ -213,27 +211,19 @@ static int step(void)
 	return 0;
 }
 
-/* The first steps run in setup: the check's minimum holds however soon SIGTERM comes. */
+/* The loop served events already. */
+static bool served(void)
+{
+	return events >= MIN_EVENTS;
+}
+
 static int setup(void)
 {
-	struct timespec t0, t;
-
-	if (build())
-		return -1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (steps < MIN_STEPS || events < MIN_EVENTS) {
-		if (step())
-			return -1;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > 2000)
-			return zdtm_fail("setup: the loop made only %lu steps in 2 s", steps);
-	}
-	return 0;
+	return zdtm_warmup(build, step, &steps, MIN_STEPS, served);
 }
 
 static int check_state(void)
 {
-	pid_t c;
 	struct epoll_event ev = { .events = EPOLLIN };
 	struct timespec t0, t;
 	int fds[NCH];
@@ -252,9 +242,7 @@ static int check_state(void)
 		if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev) == 0 || errno != EEXIST)
 			return zdtm_fail("fd %d is no longer in epoll set %d (EPOLL_CTL_ADD: %s)",
 					 fds[i], ep, strerror(errno));
-	c = child;
-	child = 0;	/* zdtm_child_check reaps it */
-	if (zdtm_child_check(c))
+	if (zdtm_child_stop(&child))
 		return -1;
 
 	/* The child is gone: serve what is left, until the pipes hit EOF. */
@@ -290,17 +278,9 @@ static int check_state(void)
 	return 0;
 }
 
-/* An early failure leaves the child running: kill and reap it. */
 static int check(void)
 {
-	int rc = zdtm_failed() ? -1 : check_state();
-
-	if (child > 0) {
-		kill(child, SIGKILL);
-		waitpid(child, NULL, 0);
-		child = 0;
-	}
-	return rc;
+	return zdtm_child_guard(check_state, &child);
 }
 
 ZDTM_TEST(.setup = setup, .step = step, .check = check);

@@ -6,13 +6,11 @@
  * drains the FIFO and each writer's count must match exactly. */
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "zdtm.h"
+#include "transition.h"
 
 #define NAME "tr_fifo_traffic.fifo"
 #define MAGIC 0x46494630u
@@ -179,27 +177,19 @@ static int step(void)
 	return 0;
 }
 
-/* The first steps run in setup: the check's minimum holds however soon SIGTERM comes. */
+/* Records of both writers were read already. */
+static bool both_read(void)
+{
+	return got[0] && got[1];
+}
+
 static int setup(void)
 {
-	struct timespec t0, t;
-
-	if (build())
-		return -1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (steps < MIN_STEPS || !got[0] || !got[1]) {
-		if (step())
-			return -1;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > 2000)
-			return zdtm_fail("setup: the loop made only %lu steps in 2 s", steps);
-	}
-	return 0;
+	return zdtm_warmup(build, step, &steps, MIN_STEPS, both_read);
 }
 
 static int check_state(void)
 {
-	pid_t c;
 	struct stat st, pst;
 	ssize_t n;
 
@@ -219,9 +209,7 @@ static int check_state(void)
 		return zdtm_fail("%s has inode %lu, the reader fd %lu, expected %lu", NAME,
 				 (unsigned long)pst.st_ino, (unsigned long)st.st_ino,
 				 (unsigned long)ino);
-	c = child;
-	child = 0;	/* zdtm_child_check reaps it */
-	if (zdtm_child_check(c))
+	if (zdtm_child_stop(&child))
 		return -1;
 	/* Nobody writes now: whatever is left is in the FIFO already. */
 	while ((n = drain_some()) > 0)
@@ -240,17 +228,9 @@ static int check_state(void)
 	return 0;
 }
 
-/* An early failure leaves the child running: kill and reap it. */
 static int check(void)
 {
-	int rc = zdtm_failed() ? -1 : check_state();
-
-	if (child > 0) {
-		kill(child, SIGKILL);
-		waitpid(child, NULL, 0);
-		child = 0;
-	}
-	return rc;
+	return zdtm_child_guard(check_state, &child);
 }
 
 ZDTM_TEST(.setup = setup, .step = step, .check = check);

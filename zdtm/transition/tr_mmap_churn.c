@@ -12,14 +12,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "zdtm.h"
+#include "maps.h"
+#include "transition.h"
 
 #define NSLOTS 16
 #define MAX_PAGES 48
 #define GROW_PAGES 5
 #define SEED 0x3a9c
 #define MIN_STEPS 3
-#define MAX_MAPS 4096
+#define MAX_VMAS (MAX_PAGES + GROW_PAGES)	/* in one slot: at most one a page */
 
 struct slot {
 	uint8_t *addr;		/* NULL: empty */
@@ -157,73 +158,37 @@ static int step(void)
 	return 0;
 }
 
-/* The first steps run in setup: the check's minimum holds however soon SIGTERM comes. */
 static int setup(void)
 {
-	struct timespec t0, t;
-
-	if (build())
-		return -1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (steps < MIN_STEPS) {
-		if (step())
-			return -1;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > 2000)
-			return zdtm_fail("setup: the loop made only %lu steps in 2 s", steps);
-	}
-	return 0;
+	return zdtm_warmup(build, step, &steps, MIN_STEPS, NULL);
 }
 
-struct area {
-	uintptr_t start, end;
-	char perms[5];
-};
-
-static int read_maps(struct area *maps, int max)
+/* [a, a+len) is covered by consecutive vmas all with these permissions? */
+static int check_range(int i, unsigned long a, size_t len, int prot, bool shared)
 {
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[512];
-	int n = 0;
-
-	if (!f)
-		return zdtm_err("open /proc/self/maps");
-	while (n < max && fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %4s", &maps[n].start, &maps[n].end,
-			   maps[n].perms) == 3)
-			n++;
-	}
-	fclose(f);
-	return n;
-}
-
-/* [a, a+len) is covered by consecutive maps entries all with these permissions? */
-static int check_range(struct area *maps, int n, int i, uintptr_t a, size_t len, int prot,
-		       bool shared)
-{
+	static struct zdtm_vma maps[MAX_VMAS];
+	unsigned long end = a + len;
 	char want[5];
-	uintptr_t end = a + len;
+	int n = zdtm_maps_read(0, a, end, maps, MAX_VMAS);
 
+	if (n < 0)
+		return -1;
 	snprintf(want, sizeof(want), "%s%c", prot_name(prot), shared ? 's' : 'p');
-	for (int k = 0; k < n && a < end; k++) {
-		if (maps[k].end <= a || maps[k].start > a)
-			continue;
+	for (int k = 0; k < n && maps[k].start <= a && a < end; k++) {
 		if (strcmp(maps[k].perms, want))
-			return zdtm_fail("slot %d: %#" PRIxPTR "-%#" PRIxPTR " is %s in "
-					 "/proc/self/maps, expected %s", i, maps[k].start,
-					 maps[k].end, maps[k].perms, want);
+			return zdtm_fail("slot %d: %#lx-%#lx is %s in /proc/self/maps, expected %s",
+					 i, maps[k].start, maps[k].end, maps[k].perms, want);
 		a = maps[k].end;
 	}
 	if (a < end)
-		return zdtm_fail("slot %d: %#" PRIxPTR "-%#" PRIxPTR " is not mapped "
-				 "(expected %s%s)", i, a, end, prot_name(prot), shared ? "s" : "p");
+		return zdtm_fail("slot %d: %#lx-%#lx is not mapped (expected %s%s)", i, a, end,
+				 prot_name(prot), shared ? "s" : "p");
 	return 0;
 }
 
 static int check(void)
 {
-	static struct area maps[MAX_MAPS];
-	int n, live = 0;
+	int live = 0;
 
 	if (!page)
 		return zdtm_fail("setup never ran: no slots mapped");
@@ -233,17 +198,14 @@ static int check(void)
 	if (mapped != unmapped + NSLOTS)
 		return zdtm_fail("%" PRIu64 " areas mapped, %" PRIu64 " unmapped: expected %d live",
 				 mapped, unmapped, NSLOTS);
-	n = read_maps(maps, MAX_MAPS);
-	if (n < 0)
-		return -1;
 	for (int i = 0; i < NSLOTS; i++) {
 		struct slot *s = &slots[i];
 
 		if (!s->addr)
 			return zdtm_fail("slot %d is empty", i);
-		if (check_range(maps, n, i, (uintptr_t)s->addr, s->head, PROT_READ | PROT_WRITE,
+		if (check_range(i, (unsigned long)s->addr, s->head, PROT_READ | PROT_WRITE,
 				s->shared) ||
-		    check_range(maps, n, i, (uintptr_t)s->addr + s->head, s->len - s->head,
+		    check_range(i, (unsigned long)s->addr + s->head, s->len - s->head,
 				s->tail_prot, s->shared))
 			return -1;
 		live += s->len / page;

@@ -4,12 +4,10 @@
  * parent collects the answers still in flight, sends END with its count, and the child's
  * ACK must carry the same count: no message lost, duplicated or reordered either way. */
 #include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "zdtm.h"
+#include "transition.h"
 
 #define SEED_PING 0x9191
 #define SEED_PONG 0x7070
@@ -211,27 +209,13 @@ static int step(void)
 	return 0;
 }
 
-/* The first steps run in setup: the check's minimum holds however soon SIGTERM comes. */
 static int setup(void)
 {
-	struct timespec t0, t;
-
-	if (build())
-		return -1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (steps < MIN_STEPS) {
-		if (step())
-			return -1;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > 2000)
-			return zdtm_fail("setup: the loop made only %lu steps in 2 s", steps);
-	}
-	return 0;
+	return zdtm_warmup(build, step, &steps, MIN_STEPS, NULL);
 }
 
 static int check_state(void)
 {
-	pid_t c;
 	struct pollfd p;
 	struct msg m;
 	int got;
@@ -264,25 +248,15 @@ static int check_state(void)
 	if (poll(&p, 1, 0) != 0)
 		return zdtm_fail("parent: pipe %d is not empty after ACK (revents %x)",
 				 to_parent[0], p.revents);
-	c = child;
-	child = 0;	/* zdtm_child_check reaps it */
-	if (zdtm_child_check(c))
+	if (zdtm_child_stop(&child))
 		return -1;
 	zdtm_msg("%lu steps, %u pings answered", steps, sent);
 	return 0;
 }
 
-/* An early failure leaves the child running: kill and reap it. */
 static int check(void)
 {
-	int rc = zdtm_failed() ? -1 : check_state();
-
-	if (child > 0) {
-		kill(child, SIGKILL);
-		waitpid(child, NULL, 0);
-		child = 0;
-	}
-	return rc;
+	return zdtm_child_guard(check_state, &child);
 }
 
 ZDTM_TEST(.setup = setup, .step = step, .check = check);

@@ -6,11 +6,10 @@
  * every queued realtime signal must have arrived exactly once and in order, and SIGUSR1
  * (which coalesces) between once and as many times as it was sent. */
 #include <signal.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "zdtm.h"
+#include "transition.h"
 
 #define MIN_STEPS 3
 #define MIN_SENT 3
@@ -175,27 +174,19 @@ static int step(void)
 	return 0;
 }
 
-/* The first steps run in setup: the check's minimum holds however soon SIGTERM comes. */
+/* Both realtime signals arrived a few times already. */
+static bool queued(void)
+{
+	return rt_got[0] >= MIN_SENT && rt_got[1] >= MIN_SENT;
+}
+
 static int setup(void)
 {
-	struct timespec t0, t;
-
-	if (build())
-		return -1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (steps < MIN_STEPS || rt_got[0] < MIN_SENT || rt_got[1] < MIN_SENT) {
-		if (step())
-			return -1;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > 2000)
-			return zdtm_fail("setup: the loop made only %lu steps in 2 s", steps);
-	}
-	return 0;
+	return zdtm_warmup(build, step, &steps, MIN_STEPS, queued);
 }
 
 static int check_state(void)
 {
-	pid_t c;
 	sigset_t cur, pend;
 
 	if (!sent || child <= 0)
@@ -204,9 +195,7 @@ static int check_state(void)
 		return zdtm_fail("the receiving loop ran %lu steps, expected at least %d", steps,
 				 MIN_STEPS);
 	/* Stop the sender: everything it sent is queued by now. */
-	c = child;
-	child = 0;	/* zdtm_child_check reaps it */
-	if (zdtm_child_check(c))
+	if (zdtm_child_stop(&child))
 		return -1;
 	sigprocmask(SIG_SETMASK, NULL, &cur);
 	for (int k = 0; k < NRT; k++)
@@ -236,17 +225,9 @@ static int check_state(void)
 	return 0;
 }
 
-/* An early failure leaves the child running: kill and reap it. */
 static int check(void)
 {
-	int rc = zdtm_failed() ? -1 : check_state();
-
-	if (child > 0) {
-		kill(child, SIGKILL);
-		waitpid(child, NULL, 0);
-		child = 0;
-	}
-	return rc;
+	return zdtm_child_guard(check_state, &child);
 }
 
 ZDTM_TEST(.setup = setup, .step = step, .check = check);

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "zdtm.h"
+#include "transition.h"
 
 #define BATCH 12
 #define MIN_STEPS 3
@@ -183,22 +183,9 @@ static int step(void)
 	return 0;
 }
 
-/* The first steps run in setup: the check's minimum holds however soon SIGTERM comes. */
 static int setup(void)
 {
-	struct timespec t0, t;
-
-	if (build())
-		return -1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (steps < MIN_STEPS) {
-		if (step())
-			return -1;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > 2000)
-			return zdtm_fail("setup: the loop made only %lu steps in 2 s", steps);
-	}
-	return 0;
+	return zdtm_warmup(build, step, &steps, MIN_STEPS, NULL);
 }
 
 static int check(void)
