@@ -187,9 +187,10 @@ def load_spec(path: Path, root: Path) -> Spec:
     if unknown:
         raise c.fail(unknown[0], f"unknown key; expected one of {sorted(KEYS)}")
     features = load_features()
-    kind = name.split("/", 1)[0] if "/" in name else "static"
     program, source = _program(c, name, kind)
-    timeout = data.get("timeout", 10)
+    kind = name.split("/", 1)[0] if "/" in name else "static"
+    # Transition programs keep the CPU busy: a batch of them next to another needs longer.
+    timeout = data.get("timeout", 30 if kind == "transition" else 10)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise c.fail("timeout", f"expected a positive number of seconds, got {timeout!r}")
     default_compare = () if kind == "transition" else ASPECTS
