@@ -187,8 +187,8 @@ def load_spec(path: Path, root: Path) -> Spec:
     if unknown:
         raise c.fail(unknown[0], f"unknown key; expected one of {sorted(KEYS)}")
     features = load_features()
-    program, source = _program(c, name, kind)
     kind = name.split("/", 1)[0] if "/" in name else "static"
+    program, source = _program(c, name, kind)
     # Transition programs keep the CPU busy: a batch of them next to another needs longer.
     timeout = data.get("timeout", 30 if kind == "transition" else 10)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
