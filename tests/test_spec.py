@@ -53,7 +53,7 @@ def test_transition_specs_compare_nothing_by_default(tmp_path: Path) -> None:
     exe.write_text("#!/bin/sh\n")
     exe.chmod(0o755)
     s = spec.load_spec(p, tmp_path)
-    assert s.compare == () and s.program == exe and s.source is None
+    assert s.compare == () and s.program == exe and s.source is None and s.timeout == 30.0
 
 
 @pytest.mark.parametrize("text, key, words", [
