@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,8 @@ class StopsRoots:
     def restore(self, req: RestoreRequest) -> list[int]:
         for pid in req.roots:
             os.kill(pid, signal.SIGSTOP)
-        proc.wait_gone([], 0)
+            while (st := proc.read_stat(pid)) and st.state != "T":  # the stop lands asynchronously
+                time.sleep(0.001)
         return list(req.roots)
 
 
