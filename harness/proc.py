@@ -60,6 +60,20 @@ def tree_of(root: int, stats: dict[int, Stat]) -> list[int]:
     return sorted(seen)
 
 
+def inside(directory: str) -> list[int]:
+    """Tasks whose cwd lies below `directory`: what a batch started, wherever it was reparented."""
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                cwd = os.readlink(f"/proc/{name}/cwd")
+            except OSError:
+                continue
+            if cwd == directory or cwd.startswith(directory + "/"):
+                out.append(int(name))
+    return out
+
+
 def children(pid: int) -> list[int]:
     """Children of a task, from /proc/PID/task/*/children (no scan of all of /proc)."""
     out: list[int] = []

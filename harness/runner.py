@@ -124,7 +124,11 @@ class Batch:
             try:
                 rc = p.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill_trees([p.pid])
+                # The starter may publish the root at this very moment: kill that tree too.
+                # (its pid as seen where it started: resolve it, never kill a number blindly).
+                late = [r for r in self.session.resolve([int(t.pidfile.read_text())]) if r] \
+                    if t.pidfile.exists() else []
+                proc.kill_trees([p.pid, *late])
                 p.wait()
                 self._decide(t, Verdict.BROKEN, "start", f"not ready within {t.spec.timeout:g}s",
                              output=_tail(t.outfile))
@@ -272,7 +276,9 @@ class Batch:
                 self._decide(t, Verdict.BROKEN, "start" if not t.root else "verify", f"harness error: {e!r}")
         finally:
             if self.session:
-                self.session.kill([t.root for t in self.tests if t.root])
+                # Recorded roots, and whatever else still runs in the tests' directories
+                # (a root published after its deadline, orphans of a root killed early).
+                self.session.kill([t.root for t in self.tests if t.root] + proc.inside(str(workroot)))
                 self.session.close()
             failed = any(t.result and t.result.verdict.unexpected for t in self.tests)
             self._save_logs()

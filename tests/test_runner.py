@@ -100,7 +100,12 @@ def script(tmp_path: Path, name: str, body: str, timeout: float = 10) -> spec.Sp
 
 
 def test_bad_programs_get_clear_verdicts(tmp_path: Path) -> None:
-    crash = script(tmp_path, "crash", "echo 'setup exploded' >&2; exit 3\n")
+    escapee = tmp_path / "escapee.pid"
+    crash = script(tmp_path, "crash", f"""
+        setsid sleep 60 </dev/null >/dev/null 2>&1 &
+        echo $! > {escapee}
+        echo 'setup exploded' >&2; exit 3
+        """)
     silent = script(tmp_path, "silent", "exec sleep 60\n", timeout=1)
     garbage = script(tmp_path, "garbage", """
         for a; do case "$a" in --pidfile=*) P=${a#*=};; --outfile=*) O=${a#*=};; esac; done
@@ -112,6 +117,8 @@ def test_bad_programs_get_clear_verdicts(tmp_path: Path) -> None:
     assert c.verdict is Verdict.BROKEN and c.step == "start" and "setup exploded" in c.output
     assert s.verdict is Verdict.BROKEN and s.step == "start" and "not ready within 1s" in s.reason
     assert g.verdict is Verdict.FAIL and g.step == "verify" and "la la la" in g.reason
+    # What the crashed program left running in its directory went with the batch.
+    assert not proc.wait_gone([int(escapee.read_text())], 5)
 
 
 def test_needs_missing_is_a_skip(corpus: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
