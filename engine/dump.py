@@ -13,23 +13,14 @@ from engine.images.core_pb2 import Core, Regs
 from engine.images.inventory_pb2 import Inventory
 from engine.images.mm_pb2 import Mm, PageRun, Vma
 from engine.ptrace import Tracee
-from native import ffi, lib
 
 VERSION = "0.1"
 # Areas whose contents are not ours to save: vvar cannot even be read; the kernel provides them.
 KERNEL_AREAS = ("[vvar]", "[vvar_vclock]", "[vsyscall]")
 ZERO_PAGE = bytes(images.PAGE_SIZE)
-XSTATE_MAX = 16384
 
 
-def _xstate(t: Tracee) -> bytes:
-    buf = ffi.new("char[]", XSTATE_MAX)
-    iov = ffi.new("struct iovec *", {"iov_base": buf, "iov_len": XSTATE_MAX})
-    t._ptrace(lib.PTRACE_GETREGSET, "GETREGSET(NT_X86_XSTATE)", ffi.cast("void *", lib.NT_X86_XSTATE), iov)
-    return bytes(ffi.buffer(buf, iov.iov_len))
-
-
-def _stored_pages(pid: int, vma: Vma) -> bool:
+def _stored_pages(vma: Vma) -> bool:
     """Private areas and anonymous shared ones keep contents only memory has; file-shared
     areas keep theirs in the file."""
     if vma.path in KERNEL_AREAS:
@@ -43,7 +34,7 @@ def _dump_task(pid: int, out: Path) -> None:
         st = proc.stat(pid)
         regs = Regs(**{f: getattr(t.saved, f) for f in Regs.DESCRIPTOR.fields_by_name})
         core = Core(pid=pid, ppid=st.ppid, pgid=st.pgid, sid=st.sid, comm=st.comm, regs=regs,
-                    xstate=_xstate(t))
+                    xstate=t.xstate())
         vmas = [Vma(start=v.start, end=v.end, perms=v.perms, pgoff=v.pgoff, path=v.path, vmflags=v.vmflags)
                 for v in proc.vmas(pid)]
         runs: list[PageRun] = []
@@ -51,7 +42,7 @@ def _dump_task(pid: int, out: Path) -> None:
                 open(images.path_of(out, "mm", pid).with_name(f"pages-{pid}.img"), "xb") as pages:
             os.fchmod(pages.fileno(), 0o600)
             for vma in vmas:
-                if _stored_pages(pid, vma):
+                if _stored_pages(vma):
                     runs += _dump_pages(vma, pm, mem, pages)
         images.write(images.path_of(out, "core", pid), "core", [core])
         images.write(images.path_of(out, "mm", pid), "mm", [Mm(pid=pid, vmas=vmas)])

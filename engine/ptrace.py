@@ -80,6 +80,13 @@ class Tracee:
         iov = ffi.new("struct iovec *", {"iov_base": regs, "iov_len": ffi.sizeof(regs[0])})
         self._ptrace(lib.PTRACE_SETREGSET, "SETREGSET", ffi.cast("void *", lib.NT_PRSTATUS), iov)
 
+    def xstate(self, limit: int = 16384) -> bytes:
+        """The extended FPU state (NT_X86_XSTATE), as long as the kernel gives it."""
+        buf = ffi.new("char[]", limit)
+        iov = ffi.new("struct iovec *", {"iov_base": buf, "iov_len": limit})
+        self._ptrace(lib.PTRACE_GETREGSET, "GETREGSET(NT_X86_XSTATE)", ffi.cast("void *", lib.NT_X86_XSTATE), iov)
+        return bytes(ffi.buffer(buf, iov.iov_len))
+
     def read(self, addr: int, size: int) -> bytes:
         """process_vm_readv of one range."""
         buf = ffi.new("char[]", size)

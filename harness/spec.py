@@ -58,7 +58,7 @@ class Spec:
     @property
     def kind(self) -> str:
         """static, transition, or the first directory of the name."""
-        return self.name.split("/", 1)[0] if "/" in self.name else "static"
+        return kind_of(self.name)
 
     @property
     def exclusive(self) -> bool:
@@ -72,6 +72,11 @@ class Spec:
     def argv(self) -> list[str]:
         """The program and its spec options, without the protocol options."""
         return [str(self.program)] + [f"--{k}={v}" for k, v in self.options]
+
+
+def kind_of(name: str) -> str:
+    """A test's kind is the first directory of its name (static when there is none)."""
+    return name.split("/", 1)[0] if "/" in name else "static"
 
 
 @lru_cache(maxsize=None)
@@ -187,7 +192,7 @@ def load_spec(path: Path, root: Path) -> Spec:
     if unknown:
         raise c.fail(unknown[0], f"unknown key; expected one of {sorted(KEYS)}")
     features = load_features()
-    kind = name.split("/", 1)[0] if "/" in name else "static"
+    kind = kind_of(name)
     program, source = _program(c, name, kind)
     # Transition programs keep the CPU busy: a batch of them next to another needs longer.
     timeout = data.get("timeout", 30 if kind == "transition" else 10)
