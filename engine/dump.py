@@ -1,5 +1,6 @@
 """Dump of single-thread processes: identity, registers (general and xstate), every memory
-area and the contents of its present pages. Files, signals, timers and trees come next."""
+area and the contents of its present pages, sigactions, blocked mask and sigaltstack.
+Files, pending signals, timers and trees come next."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ import signal
 from pathlib import Path
 from typing import BinaryIO
 
-from engine import images, proc
+from engine import images, proc, signals
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core, Regs
 from engine.images.inventory_pb2 import Inventory
@@ -44,6 +45,11 @@ def _dump_task(pid: int, out: Path) -> None:
             for vma in vmas:
                 if _stored_pages(vma):
                     runs += _dump_pages(vma, pm, mem, pages)
+        # After the memory: the scratch page these remote calls use must not be in the image.
+        actions, blocked, altstack = signals.dump(t)
+        core.sigactions.extend(actions)
+        core.blocked = blocked
+        core.altstack.CopyFrom(altstack)
         images.write(images.path_of(out, "core", pid), "core", [core])
         images.write(images.path_of(out, "mm", pid), "mm", [Mm(pid=pid, vmas=vmas)])
         images.write(images.path_of(out, "pagemap", pid), "pagemap", runs)

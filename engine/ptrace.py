@@ -2,9 +2,11 @@
 task already has mapped (in its vDSO), never patching its code. See KERNEL-FACTS.md."""
 from __future__ import annotations
 
+import mmap
 import os
 import signal
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from engine.errors import CkptError, raise_for
 from native import ffi, lib
@@ -14,7 +16,8 @@ NO_SYSCALL = (1 << 64) - 1  # orig_rax = -1: the kernel's restart logic leaves r
 # Restart codes a task stopped inside a syscall may hold in rax (include/linux/errno.h).
 ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
 SYSCALL_STOP = signal.SIGTRAP | 0x80  # PTRACE_O_TRACESYSGOOD
-WALL = getattr(lib, "__WALL")  # spelled out: inside a class, lib.__WALL would be name-mangled
+WALL = getattr(lib, "__WALL")
+SYS_MMAP, SYS_MUNMAP = 9, 11  # spelled out: inside a class, lib.__WALL would be name-mangled
 
 
 def _signed(v: int) -> int:
@@ -128,6 +131,20 @@ class Tracee:
             if not os.WIFSTOPPED(st) or os.WSTOPSIG(st) != SYSCALL_STOP:
                 raise CkptError(f"pid {self.pid}: expected a syscall-{stop} stop, got status {st:#x}")
         return _signed(self.get_regs().rax)
+
+    @contextmanager
+    def scratch(self, size: int = 4096) -> Iterator[int]:
+        """A private anonymous area mapped in the task for syscall arguments, unmapped after."""
+        addr = self.syscall(SYS_MMAP, 0, size, mmap.PROT_READ | mmap.PROT_WRITE,
+                            mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+        if addr < 0:
+            raise CkptError(f"pid {self.pid}: remote mmap of a scratch page: {os.strerror(-addr)}")
+        try:
+            yield addr
+        finally:
+            rc = self.syscall(SYS_MUNMAP, addr, size)
+            if rc < 0:
+                raise CkptError(f"pid {self.pid}: remote munmap of the scratch page: {os.strerror(-rc)}")
 
     def detach(self) -> None:
         """Put the saved registers back (resolving an interrupted syscall's restart) and let go."""
