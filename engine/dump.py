@@ -40,7 +40,7 @@ def _dump_task(pid: int, out: Path) -> None:
                 for v in proc.vmas(pid)]
         runs: list[PageRun] = []
         with open(f"/proc/{pid}/pagemap", "rb", buffering=0) as pm, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem, \
-                open(images.path_of(out, "mm", pid).with_name(f"pages-{pid}.img"), "xb") as pages:
+                open(images.pages_path(out, pid), "xb") as pages:
             os.fchmod(pages.fileno(), 0o600)
             for vma in vmas:
                 if _stored_pages(vma):

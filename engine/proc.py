@@ -34,7 +34,8 @@ class Area:
 
 def _read(pid: int, name: str) -> str:
     try:
-        with open(f"/proc/{pid}/{name}") as f:
+        # errors="replace": a task may name itself with any bytes (comm is not UTF-8 by contract).
+        with open(f"/proc/{pid}/{name}", errors="replace") as f:
             return f.read()
     except (FileNotFoundError, ProcessLookupError):
         raise ProcessGone(pid) from None

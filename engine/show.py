@@ -17,7 +17,7 @@ def decode(directory: Path) -> dict[str, Any]:
         raise CkptError(f"{directory}: not a checkpoint directory")
     out: dict[str, Any] = {}
     for path in sorted(directory.iterdir()):
-        if path.name.startswith("pages-"):
+        if path.name.startswith(images.PAGES.split("{")[0]):
             out[path.name] = {"kind": "pages", "pages": path.stat().st_size // images.PAGE_SIZE}
             continue
         kind, entries = images.read(path)

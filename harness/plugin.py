@@ -57,12 +57,11 @@ def _root_of(path: Path, roots: list[Path]) -> Path | None:
 
 
 def _wants_report(config: pytest.Config) -> bool:
+    """A report is written when asked for, or when an argument holds (or is inside) a spec directory."""
     if config.getoption("zdtm_report"):
         return True
-    roots = spec_roots(config)
-    return any(_root_of(Path(a.split("::")[0]).resolve(), roots) or
-               any(r.is_relative_to(Path(a.split("::")[0]).resolve()) for r in roots)
-               for a in config.args if Path(a.split("::")[0]).exists())
+    args = [Path(a.split("::")[0]).resolve() for a in config.args]
+    return any(a.is_relative_to(r) or r.is_relative_to(a) for a in args for r in spec_roots(config))
 
 
 @pytest.hookimpl(tryfirst=True)

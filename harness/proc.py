@@ -4,32 +4,18 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class Stat:
-    """The fields of /proc/PID/stat the harness uses."""
-
-    pid: int
-    comm: str
-    state: str
-    ppid: int
-    pgid: int
-    sid: int
+from engine import proc as engine_proc
+from engine.errors import ProcessGone
+from engine.proc import TaskStat as Stat
 
 
 def read_stat(pid: int) -> Stat | None:
     """Parse /proc/PID/stat, or None if the task is gone."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read().decode(errors="replace")
-    except (FileNotFoundError, ProcessLookupError):
+        return engine_proc.stat(pid)
+    except ProcessGone:
         return None
-    # comm may hold spaces and parentheses: split at the last ')'.
-    lpar, rpar = raw.index("("), raw.rindex(")")
-    rest = raw[rpar + 2:].split()
-    return Stat(pid, raw[lpar + 1:rpar], rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
 
 
 def all_stats() -> dict[int, Stat]:
@@ -75,15 +61,11 @@ def inside(directory: str) -> list[int]:
 
 
 def children(pid: int) -> list[int]:
-    """Children of a task, from /proc/PID/task/*/children (no scan of all of /proc)."""
-    out: list[int] = []
+    """Children of a task (no scan of all of /proc); none once it is gone."""
     try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out.extend(int(x) for x in f.read().split())
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return out
+        return engine_proc.children(pid)
+    except (ProcessGone, FileNotFoundError):
+        return []
 
 
 def status_fields(pid: int, tid: int | None = None) -> dict[str, str]:

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness import flavors, needs, oracle, proc
@@ -40,7 +40,6 @@ class _Test:
     root: int = 0
     vpid: int = 0
     result: Result | None = None
-    extra: list[str] = field(default_factory=list)
 
     @property
     def pidfile(self) -> Path:
@@ -196,7 +195,7 @@ class Batch:
 
     def _verify(self) -> None:
         """SIGTERM every root, wait for each to exit, read its verdict line."""
-        live = [t for t in self.live]
+        live = self.live
         waiting: dict[int, _Test] = {}
         for t in live:
             try:

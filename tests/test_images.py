@@ -15,7 +15,7 @@ from engine.dump import dump
 from engine.errors import CkptError, ProcessGone
 from engine.images.generate import HERE, generate
 from engine.images.inventory_pb2 import Inventory
-from harness import build, paths, proc, spec
+from harness import proc
 
 
 def test_generated_modules_are_current(tmp_path: Path) -> None:
@@ -41,28 +41,10 @@ def test_framed_roundtrip_and_damage(tmp_path: Path) -> None:
             images.read(p)
 
 
-def start(name: str, tmp_path: Path) -> int:
-    """A corpus program running under its protocol (caller kills it); its root's pid."""
-    s = next(x for x in spec.load_all([paths.SPECS]) if x.name == name)
-    build.build([(s.source, s.program)])
-    proc.become_subreaper()
-    subprocess.run([str(s.program), f"--pidfile={tmp_path}/pid", f"--outfile={tmp_path}/out"], check=True,
-                   timeout=30)
-    return int((tmp_path / "pid").read_text())
-
-
 @pytest.fixture
-def running(tmp_path: Path):
-    """env_umask running under its protocol, reaped afterwards."""
-    s = next(x for x in spec.load_all([paths.SPECS]) if x.name == "static/env_umask")
-    build.build([(s.source, s.program)])
-    proc.become_subreaper()
-    subprocess.run([str(s.program), f"--pidfile={tmp_path}/pid", f"--outfile={tmp_path}/out"], check=True,
-                   timeout=30)
-    pid = int((tmp_path / "pid").read_text())
-    yield pid, tmp_path / "out"
-    proc.kill_trees([pid])
-    proc.reap_children()
+def running(launch):
+    """env_umask running under its protocol (umask 0247 set by its setup)."""
+    return launch("static/env_umask")
 
 
 def test_dump_leave_running_stores_memory_exactly(running: tuple[int, Path], tmp_path: Path) -> None:
@@ -150,34 +132,30 @@ def test_ckpt_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert r.returncode == 1 and "no inventory.img" in r.stderr and r.stderr.count("\n") == 1
 
 
-def test_dump_signal_dispositions(tmp_path: Path) -> None:
+def test_dump_signal_dispositions(launch, tmp_path: Path) -> None:
     """sig_handlers sets 13 dispositions: the image agrees with /proc, and the task is untouched."""
     import signal as sg
 
-    pid = start("static/sig_handlers", tmp_path)
-    try:
-        status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status") if ":" in line)
-        caught, ignored = int(status["SigCgt"], 16), int(status["SigIgn"], 16)
-        blocked = int(status["SigBlk"], 16)
-        dump([pid], tmp_path / "img", leave_running=True)
-        _, [core] = images.read(tmp_path / "img" / f"core-{pid}.img", "core")
-        acts = {a.sig: a for a in core.sigactions}
-        assert len(acts) == 62 and sg.SIGKILL not in acts and sg.SIGSTOP not in acts
-        for sig, a in acts.items():
-            bit = 1 << (sig - 1)
-            assert (a.handler > 1) == bool(caught & bit), f"signal {sig}: handler {a.handler:#x}"
-            assert (a.handler == 1) == bool(ignored & bit), f"signal {sig}: handler {a.handler:#x}"
-        usr1 = acts[sg.SIGUSR1]
-        assert usr1.flags & 0x4 and usr1.flags & 0x10000000  # SA_SIGINFO | SA_RESTART, as set
-        assert acts[sg.SIGQUIT].mask == 1 << (sg.SIGUSR1 - 1)  # sa_mask {SIGUSR1}
-        assert core.blocked == blocked
-        # The scratch page is gone again and nothing was disturbed: the program passes its own check.
-        _, [mm] = images.read(tmp_path / "img" / f"mm-{pid}.img", "mm")
-        with open(f"/proc/{pid}/maps") as f:
-            assert len(f.readlines()) == len(mm.vmas)
-        os.kill(pid, signal.SIGTERM)
-        assert not proc.wait_gone([pid], 10)
-        assert (tmp_path / "out").read_text().splitlines()[-1] == "PASS"
-    finally:
-        proc.kill_trees([pid])
-        proc.reap_children()
+    pid, out = launch("static/sig_handlers")
+    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status") if ":" in line)
+    caught, ignored = int(status["SigCgt"], 16), int(status["SigIgn"], 16)
+    blocked = int(status["SigBlk"], 16)
+    dump([pid], tmp_path / "img", leave_running=True)
+    _, [core] = images.read(tmp_path / "img" / f"core-{pid}.img", "core")
+    acts = {a.sig: a for a in core.sigactions}
+    assert len(acts) == 62 and sg.SIGKILL not in acts and sg.SIGSTOP not in acts
+    for sig, a in acts.items():
+        bit = 1 << (sig - 1)
+        assert (a.handler > 1) == bool(caught & bit), f"signal {sig}: handler {a.handler:#x}"
+        assert (a.handler == 1) == bool(ignored & bit), f"signal {sig}: handler {a.handler:#x}"
+    usr1 = acts[sg.SIGUSR1]
+    assert usr1.flags & 0x4 and usr1.flags & 0x10000000  # SA_SIGINFO | SA_RESTART, as set
+    assert acts[sg.SIGQUIT].mask == 1 << (sg.SIGUSR1 - 1)  # sa_mask {SIGUSR1}
+    assert core.blocked == blocked
+    # The scratch page is gone again and nothing was disturbed: the program passes its own check.
+    _, [mm] = images.read(tmp_path / "img" / f"mm-{pid}.img", "mm")
+    with open(f"/proc/{pid}/maps") as f:
+        assert len(f.readlines()) == len(mm.vmas)
+    os.kill(pid, signal.SIGTERM)
+    assert not proc.wait_gone([pid], 10)
+    assert out.read_text().splitlines()[-1] == "PASS"

@@ -12,23 +12,15 @@ import pytest
 
 from engine.errors import ProcessGone
 from engine.ptrace import Tracee
-from harness import build, paths, proc, spec
+from harness import proc
 
 SYS_getpid, SYS_umask, SYS_close = 39, 95, 3
 
 
 @pytest.fixture
-def umask_test(tmp_path: Path):
-    """env_umask running under its protocol (umask 0247 set by its setup), killed afterwards."""
-    s = next(x for x in spec.load_all([paths.SPECS]) if x.name == "static/env_umask")
-    build.build([(s.source, s.program)])
-    proc.become_subreaper()
-    subprocess.run([str(s.program), f"--pidfile={tmp_path}/pid", f"--outfile={tmp_path}/out"],
-                   check=True, timeout=30)
-    pid = int((tmp_path / "pid").read_text())
-    yield pid, tmp_path / "out"
-    proc.kill_trees([pid])
-    proc.reap_children()
+def umask_test(launch):
+    """env_umask running under its protocol (umask 0247 set by its setup)."""
+    return launch("static/env_umask")
 
 
 def test_remote_syscalls_and_detach(umask_test: tuple[int, Path]) -> None:

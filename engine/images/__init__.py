@@ -71,6 +71,14 @@ def path_of(directory: Path, kind: str, pid: int | None = None) -> Path:
     return directory / KINDS[kind].pattern.format(pid=pid)
 
 
+PAGES = "pages-{pid}.img"
+
+
+def pages_path(directory: Path, pid: int) -> Path:
+    """The raw pages file of a task."""
+    return directory / PAGES.format(pid=pid)
+
+
 def write(path: Path, kind: str, messages: list[Any]) -> None:
     """Write a framed image file, readable by its owner only."""
     k = KINDS[kind]
