@@ -1,1 +1,19 @@
-"""ckpt: our parasite-less checkpoint/restore engine (work in progress: see README)."""
+"""ckpt: our parasite-less checkpoint/restore engine. The Python API is `engine.dump` and
+`engine.restore`; the `ckpt` command line and the harness plugin are thin fronts over it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def dump(roots: list[int], images: Path, leave_running: bool = False) -> None:
+    """Checkpoint the trees of `roots` into the empty directory `images`."""
+    from engine.dumper import dump as _dump
+
+    _dump(roots, images, leave_running)
+
+
+def restore(images: Path) -> list[int]:
+    """Restore a checkpoint; the roots come back as children of the caller, in dump order."""
+    from engine.restorer import restore as _restore
+
+    return _restore(images)

@@ -1,7 +1,8 @@
-"""`ckpt`: the engine's command line (check, dump, show; restore comes next)."""
+"""`ckpt`: the engine's command line (check, dump, restore, show)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,18 @@ def _check() -> int:
     return 0 if all(v is None for v in results.values()) else 1
 
 
+def _restore(directory: Path, detach: bool) -> int:
+    from engine import restore
+
+    roots = restore(directory)
+    print(",".join(map(str, roots)), flush=True)
+    if detach:
+        return 0
+    # Like a shell: the first root's exit status, 128 + signal when killed.
+    statuses = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in roots]
+    return statuses[0] if statuses[0] >= 0 else 128 - statuses[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: a user error is one line and a non-zero exit."""
     p = argparse.ArgumentParser(prog="ckpt", description="parasite-less checkpoint/restore")
@@ -37,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("-D", "--images-dir", type=Path, required=True, metavar="DIR")
     d.add_argument("--leave-running", action="store_true")
     d.add_argument("-v", "--verbose", action="store_true")
+    r = sub.add_parser("restore", help="restore a checkpoint; wait for its root unless --detach")
+    r.add_argument("-D", "--images-dir", type=Path, required=True, metavar="DIR")
+    r.add_argument("--detach", action="store_true", help="print the root pid(s) and exit")
     s = sub.add_parser("show", help="decode every image of a checkpoint")
     s.add_argument("dir", type=Path)
     s.add_argument("--json", action="store_true")
@@ -45,12 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "check":
             return _check()
         if args.cmd == "dump":
-            from engine.dump import dump
+            from engine import dump
 
             dump(args.tree, args.images_dir, args.leave_running)
             if args.verbose:
                 print(f"dumped {','.join(map(str, args.tree))} into {args.images_dir}")
             return 0
+        if args.cmd == "restore":
+            return _restore(args.images_dir, args.detach)
         from engine.show import render
 
         print(render(args.dir, args.json))

@@ -36,3 +36,7 @@ def raise_for(pid: int, request: str, err: int) -> None:
     if err == _errno.ESRCH and not os.path.exists(f"/proc/{pid}"):
         raise ProcessGone(pid)
     raise PtraceError(pid, request, err)
+
+
+class Unsupported(CkptError):
+    """State this engine cannot checkpoint yet: names the feature."""

@@ -65,6 +65,22 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def maps(pid: int) -> list[Area]:
+    """Every memory area from /proc/PID/maps (cheaper than smaps: no VmFlags)."""
+    out: list[Area] = []
+    for line in _read(pid, "maps").splitlines():
+        f = line.split(maxsplit=5)
+        start, end = (int(x, 16) for x in f[0].split("-"))
+        out.append(Area(start, end, f[1], int(f[2], 16), f[5].strip() if len(f) > 5 else "", ""))
+    return out
+
+
+def stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat split into fields after comm; field n of proc(5) is index n - 3."""
+    raw = _read(pid, "stat")
+    return raw[raw.rindex(")") + 2:].split()
+
+
 def vmas(pid: int) -> list[Area]:
     """Every memory area, from /proc/PID/smaps (maps fields plus VmFlags)."""
     out: list[Area] = []

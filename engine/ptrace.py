@@ -35,6 +35,7 @@ class Tracee:
             self._wait_event_stop()
             self.saved = self.get_regs()
             self._syscall_at: int | None = None
+            self._mem: int | None = None
         except BaseException:
             # Best effort: the task may already be gone; the first error is the one to report.
             lib.ptrace_call(lib.PTRACE_DETACH, pid, ffi.NULL, ffi.NULL)
@@ -47,6 +48,20 @@ class Tracee:
         if rc == -1:
             raise_for(self.pid, name, ffi.errno)
         return int(rc)
+
+    def request(self, request: int, name: str, addr: Any = ffi.NULL, data: Any = ffi.NULL) -> int:
+        """A ptrace request on the stopped task; its result (errors raised)."""
+        return self._ptrace(request, name, addr, data)
+
+    def sigmask(self) -> int:
+        """The blocked mask (PTRACE_GETSIGMASK)."""
+        mask = ffi.new("uint64_t *")
+        self._ptrace(lib.PTRACE_GETSIGMASK, "GETSIGMASK", ffi.cast("void *", 8), mask)
+        return int(mask[0])
+
+    def set_sigmask(self, mask: int) -> None:
+        """Set the blocked mask without running the task (PTRACE_SETSIGMASK)."""
+        self._ptrace(lib.PTRACE_SETSIGMASK, "SETSIGMASK", ffi.cast("void *", 8), ffi.new("uint64_t *", mask))
 
     def _wait(self) -> int:
         status = ffi.new("int *")
@@ -90,6 +105,19 @@ class Tracee:
         self._ptrace(lib.PTRACE_GETREGSET, "GETREGSET(NT_X86_XSTATE)", ffi.cast("void *", lib.NT_X86_XSTATE), iov)
         return bytes(ffi.buffer(buf, iov.iov_len))
 
+    def set_xstate(self, data: bytes) -> None:
+        """Write the extended FPU state back (the same layout GETREGSET gave)."""
+        buf = ffi.new("char[]", data)
+        iov = ffi.new("struct iovec *", {"iov_base": buf, "iov_len": len(data)})
+        self._ptrace(lib.PTRACE_SETREGSET, "SETREGSET(NT_X86_XSTATE)", ffi.cast("void *", lib.NT_X86_XSTATE), iov)
+
+    def rseq(self) -> tuple[int, int, int]:
+        """The rseq registration: (area pointer, size, signature); pointer 0 when none."""
+        conf = ffi.new("struct ckpt_rseq_configuration *")
+        self._ptrace(lib.PTRACE_GET_RSEQ_CONFIGURATION, "GET_RSEQ_CONFIGURATION",
+                     ffi.cast("void *", ffi.sizeof(conf[0])), conf)
+        return int(conf.rseq_abi_pointer), int(conf.rseq_abi_size), int(conf.signature)
+
     def read(self, addr: int, size: int) -> bytes:
         """process_vm_readv of one range."""
         buf = ffi.new("char[]", size)
@@ -99,6 +127,30 @@ class Tracee:
         if n != size:
             raise_for(self.pid, f"process_vm_readv({addr:#x}, {size})", ffi.errno if n < 0 else 5)
         return bytes(ffi.buffer(buf, size))
+
+    def write(self, addr: int, data: bytes) -> None:
+        """process_vm_writev of one range (the pages must be writable)."""
+        buf = ffi.from_buffer(data)
+        local = ffi.new("struct iovec *", {"iov_base": buf, "iov_len": len(data)})
+        remote = ffi.new("struct iovec *", {"iov_base": ffi.cast("void *", addr), "iov_len": len(data)})
+        n = lib.process_vm_writev(self.pid, local, 1, remote, 1, 0)
+        if n != len(data):
+            raise_for(self.pid, f"process_vm_writev({addr:#x}, {len(data)})", ffi.errno if n < 0 else 5)
+
+    def poke(self, addr: int, data: bytes) -> None:
+        """Write through /proc/PID/mem, which may write pages the task cannot (FOLL_FORCE)."""
+        if self._mem is None:
+            self._mem = os.open(f"/proc/{self.pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+        done = 0
+        while done < len(data):
+            n = os.pwrite(self._mem, data[done:], addr + done)
+            if n <= 0:
+                raise CkptError(f"pid {self.pid}: short write at {addr + done:#x} through /proc/PID/mem")
+            done += n
+
+    def moved_syscall(self, address: int) -> None:
+        """The vDSO moved: remote syscalls now run from this address."""
+        self._syscall_at = address
 
     def syscall_address(self) -> int:
         """The address of a `syscall` instruction inside the task's vDSO."""
@@ -132,6 +184,13 @@ class Tracee:
                 raise CkptError(f"pid {self.pid}: expected a syscall-{stop} stop, got status {st:#x}")
         return _signed(self.get_regs().rax)
 
+    def call(self, what: str, nr: int, *args: int) -> int:
+        """A remote syscall that must succeed: its result, or CkptError naming `what`."""
+        rc = self.syscall(nr, *args)
+        if rc < 0:
+            raise CkptError(f"pid {self.pid}: remote {what}: {os.strerror(-rc)}")
+        return rc
+
     @contextmanager
     def scratch(self, size: int = 4096) -> Iterator[int]:
         """A private anonymous area mapped in the task for syscall arguments, unmapped after."""
@@ -159,4 +218,22 @@ class Tracee:
                 regs.rax = -4 & NO_SYSCALL  # EINTR: the restart block cannot be carried over
             regs.orig_rax = NO_SYSCALL
         self.set_regs(regs)
+        self.release()
+
+    def kill(self) -> None:
+        """SIGKILL the stopped task and collect its exit as its tracer (the parent, if another
+        process, then sees the zombie)."""
+        os.kill(self.pid, signal.SIGKILL)
+        status = ffi.new("int *")
+        while lib.waitpid(self.pid, status, WALL) < 0 and ffi.errno == 4:
+            pass
+        if self._mem is not None:
+            os.close(self._mem)
+            self._mem = None
+
+    def release(self) -> None:
+        """PTRACE_DETACH as the task stands (its registers already set)."""
+        if self._mem is not None:
+            os.close(self._mem)
+            self._mem = None
         self._ptrace(lib.PTRACE_DETACH, "DETACH")

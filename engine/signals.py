@@ -1,5 +1,5 @@
-"""Signal state only visible from inside a task, read by remote syscalls: every sigaction,
-the blocked mask and the alternate signal stack."""
+"""Signal state, dump and restore side by side: every sigaction, the blocked mask and the
+alternate signal stack (remote syscalls), and the queued signals (PTRACE_PEEKSIGINFO)."""
 from __future__ import annotations
 
 import os
@@ -7,14 +7,19 @@ import signal
 import struct
 
 from engine.errors import CkptError
-from engine.images.core_pb2 import SigAction, SigAltStack
+from engine.images.core_pb2 import Core, PendingSignal, SigAction, SigAltStack
+from engine.mm import Layout
 from engine.ptrace import Tracee
+from native import ffi, lib
 
 SYS_RT_SIGACTION, SYS_RT_SIGPROCMASK, SYS_SIGALTSTACK = 13, 14, 131
 KSIGACTION = struct.Struct("<QQQQ")  # handler, flags, restorer, mask (the kernel's layout)
 STACK_T = struct.Struct("<Qi4xQ")  # ss_sp, ss_flags, ss_size
 NSIG = 64
 SIGSET = 8  # bytes of a kernel sigset on x86-64
+SIGINFO = 128
+SS_ONSTACK, SS_DISABLE = 1, 2
+PEEK_BATCH = 32
 
 
 def _call(t: Tracee, what: str, nr: int, *args: int) -> None:
@@ -38,3 +43,43 @@ def dump(t: Tracee) -> tuple[list[SigAction], int, SigAltStack]:
         _call(t, "sigaltstack", SYS_SIGALTSTACK, 0, buf)
         sp, flags, size = STACK_T.unpack(t.read(buf, STACK_T.size))
     return actions, blocked, SigAltStack(sp=sp, flags=flags, size=size)
+
+
+def pending(t: Tracee) -> list[PendingSignal]:
+    """Every queued signal, thread queue then process queue, with its siginfo."""
+    out: list[PendingSignal] = []
+    buf = ffi.new("char[]", SIGINFO * PEEK_BATCH)
+    for shared in (False, True):
+        off = 0
+        while True:
+            args = ffi.new("struct ptrace_peeksiginfo_args *",
+                           {"off": off, "flags": lib.PTRACE_PEEKSIGINFO_SHARED if shared else 0, "nr": PEEK_BATCH})
+            n = t.request(lib.PTRACE_PEEKSIGINFO, "PEEKSIGINFO", args, buf)
+            out += [PendingSignal(shared=shared, siginfo=bytes(ffi.buffer(buf + i * SIGINFO, SIGINFO)))
+                    for i in range(n)]
+            if n < PEEK_BATCH:
+                break
+            off += n
+    return out
+
+
+def restore(t: Tracee, lay: Layout, core: Core) -> None:
+    """Sigactions and sigaltstack by remote calls, then the queued signals. The stub keeps every
+    signal blocked until detach sets the dumped mask (PTRACE_SETSIGMASK), so none is
+    delivered while the task is being rebuilt."""
+    for a in core.sigactions:
+        t.write(lay.scratch, KSIGACTION.pack(a.handler, a.flags, a.restorer, a.mask))
+        _call(t, f"rt_sigaction({a.sig})", SYS_RT_SIGACTION, a.sig, lay.scratch, 0, SIGSET)
+    st = core.altstack
+    flags = st.flags & ~SS_ONSTACK  # on the stack at dump time: the kernel derives that from sp
+    t.write(lay.scratch, STACK_T.pack(st.sp, flags, st.size) if not flags & SS_DISABLE
+            else STACK_T.pack(0, SS_DISABLE, 0))
+    _call(t, "sigaltstack", SYS_SIGALTSTACK, lay.scratch, 0)
+    me = t.call("getpid", lib.SYS_getpid) if core.pending else 0  # as the task sees itself
+    for p in core.pending:
+        t.write(lay.scratch, p.siginfo)
+        (sig,) = struct.unpack_from("<i", p.siginfo)
+        if p.shared:
+            _call(t, f"rt_sigqueueinfo({sig})", lib.SYS_rt_sigqueueinfo, me, sig, lay.scratch)
+        else:
+            _call(t, f"rt_tgsigqueueinfo({sig})", lib.SYS_rt_tgsigqueueinfo, me, me, sig, lay.scratch)

@@ -58,6 +58,16 @@ struct pm_scan_arg {
 #define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
 #endif
 
+/* struct ptrace_rseq_configuration (uapi/linux/ptrace.h); <linux/ptrace.h> clashes with
+ * <sys/ptrace.h>, so our own name for the same layout. */
+struct ckpt_rseq_configuration {
+	uint64_t rseq_abi_pointer;
+	uint32_t rseq_abi_size;
+	uint32_t signature;
+	uint32_t flags;
+	uint32_t pad;
+};
+
 #ifndef __NR_pidfd_open
 #define __NR_pidfd_open 434
 #endif

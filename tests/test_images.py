@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import images
-from engine.dump import dump
+from engine import dump
 from engine.errors import CkptError, ProcessGone
 from engine.images.generate import HERE, generate
 from engine.images.inventory_pb2 import Inventory

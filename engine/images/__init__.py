@@ -10,8 +10,8 @@ File grammar (all integers little-endian):
                                                     pages are not stored)
 
 Files of a checkpoint directory: inventory.img (one Inventory), and per task
-core-PID.img (one Core), mm-PID.img (one Mm), pagemap-PID.img (PageRun entries) and
-pages-PID.img. The generated *_pb2 modules come from the .proto files beside this one
+core-PID.img (one Core), mm-PID.img (one Mm), pagemap-PID.img (PageRun entries),
+pages-PID.img and files-PID.img (one Files). The generated *_pb2 modules come from the .proto files beside this one
 by `python -m engine.images.generate`; a test proves they are current.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError, Message
 
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
+from engine.images.files_pb2 import Files
 from engine.images.inventory_pb2 import Inventory
 from engine.images.mm_pb2 import Mm, PageRun
 
@@ -62,6 +63,7 @@ KINDS = {k.name: k for k in (
     Kind("core", 0x31524F43, Core, "core-{pid}.img"),  # "COR1"
     Kind("mm", 0x31304D4D, Mm, "mm-{pid}.img"),  # "MM01"
     Kind("pagemap", 0x31504D50, PageRun, "pagemap-{pid}.img"),  # "PMP1"
+    Kind("files", 0x31534946, Files, "files-{pid}.img"),  # "FIS1"
 )}
 BY_MAGIC = {k.magic: k for k in KINDS.values()}
 

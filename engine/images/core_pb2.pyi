@@ -88,8 +88,26 @@ class SigAltStack(_message.Message):
     size: int
     def __init__(self, sp: _Optional[int] = ..., flags: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
 
+class Rseq(_message.Message):
+    __slots__ = ("ptr", "size", "sig")
+    PTR_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SIG_FIELD_NUMBER: _ClassVar[int]
+    ptr: int
+    size: int
+    sig: int
+    def __init__(self, ptr: _Optional[int] = ..., size: _Optional[int] = ..., sig: _Optional[int] = ...) -> None: ...
+
+class PendingSignal(_message.Message):
+    __slots__ = ("shared", "siginfo")
+    SHARED_FIELD_NUMBER: _ClassVar[int]
+    SIGINFO_FIELD_NUMBER: _ClassVar[int]
+    shared: bool
+    siginfo: bytes
+    def __init__(self, shared: _Optional[bool] = ..., siginfo: _Optional[bytes] = ...) -> None: ...
+
 class Core(_message.Message):
-    __slots__ = ("pid", "ppid", "pgid", "sid", "comm", "regs", "xstate", "sigactions", "blocked", "altstack")
+    __slots__ = ("pid", "ppid", "pgid", "sid", "comm", "regs", "xstate", "sigactions", "blocked", "altstack", "rseq", "pending")
     PID_FIELD_NUMBER: _ClassVar[int]
     PPID_FIELD_NUMBER: _ClassVar[int]
     PGID_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +118,8 @@ class Core(_message.Message):
     SIGACTIONS_FIELD_NUMBER: _ClassVar[int]
     BLOCKED_FIELD_NUMBER: _ClassVar[int]
     ALTSTACK_FIELD_NUMBER: _ClassVar[int]
+    RSEQ_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
     pid: int
     ppid: int
     pgid: int
@@ -110,4 +130,6 @@ class Core(_message.Message):
     sigactions: _containers.RepeatedCompositeFieldContainer[SigAction]
     blocked: int
     altstack: SigAltStack
-    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., pgid: _Optional[int] = ..., sid: _Optional[int] = ..., comm: _Optional[str] = ..., regs: _Optional[_Union[Regs, _Mapping]] = ..., xstate: _Optional[bytes] = ..., sigactions: _Optional[_Iterable[_Union[SigAction, _Mapping]]] = ..., blocked: _Optional[int] = ..., altstack: _Optional[_Union[SigAltStack, _Mapping]] = ...) -> None: ...
+    rseq: Rseq
+    pending: _containers.RepeatedCompositeFieldContainer[PendingSignal]
+    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., pgid: _Optional[int] = ..., sid: _Optional[int] = ..., comm: _Optional[str] = ..., regs: _Optional[_Union[Regs, _Mapping]] = ..., xstate: _Optional[bytes] = ..., sigactions: _Optional[_Iterable[_Union[SigAction, _Mapping]]] = ..., blocked: _Optional[int] = ..., altstack: _Optional[_Union[SigAltStack, _Mapping]] = ..., rseq: _Optional[_Union[Rseq, _Mapping]] = ..., pending: _Optional[_Iterable[_Union[PendingSignal, _Mapping]]] = ...) -> None: ...

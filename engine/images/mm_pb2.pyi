@@ -23,12 +23,38 @@ class Vma(_message.Message):
     def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., perms: _Optional[str] = ..., pgoff: _Optional[int] = ..., path: _Optional[str] = ..., vmflags: _Optional[str] = ...) -> None: ...
 
 class Mm(_message.Message):
-    __slots__ = ("pid", "vmas")
+    __slots__ = ("pid", "vmas", "start_code", "end_code", "start_data", "end_data", "start_brk", "brk", "start_stack", "arg_start", "arg_end", "env_start", "env_end", "auxv", "exe")
     PID_FIELD_NUMBER: _ClassVar[int]
     VMAS_FIELD_NUMBER: _ClassVar[int]
+    START_CODE_FIELD_NUMBER: _ClassVar[int]
+    END_CODE_FIELD_NUMBER: _ClassVar[int]
+    START_DATA_FIELD_NUMBER: _ClassVar[int]
+    END_DATA_FIELD_NUMBER: _ClassVar[int]
+    START_BRK_FIELD_NUMBER: _ClassVar[int]
+    BRK_FIELD_NUMBER: _ClassVar[int]
+    START_STACK_FIELD_NUMBER: _ClassVar[int]
+    ARG_START_FIELD_NUMBER: _ClassVar[int]
+    ARG_END_FIELD_NUMBER: _ClassVar[int]
+    ENV_START_FIELD_NUMBER: _ClassVar[int]
+    ENV_END_FIELD_NUMBER: _ClassVar[int]
+    AUXV_FIELD_NUMBER: _ClassVar[int]
+    EXE_FIELD_NUMBER: _ClassVar[int]
     pid: int
     vmas: _containers.RepeatedCompositeFieldContainer[Vma]
-    def __init__(self, pid: _Optional[int] = ..., vmas: _Optional[_Iterable[_Union[Vma, _Mapping]]] = ...) -> None: ...
+    start_code: int
+    end_code: int
+    start_data: int
+    end_data: int
+    start_brk: int
+    brk: int
+    start_stack: int
+    arg_start: int
+    arg_end: int
+    env_start: int
+    env_end: int
+    auxv: bytes
+    exe: str
+    def __init__(self, pid: _Optional[int] = ..., vmas: _Optional[_Iterable[_Union[Vma, _Mapping]]] = ..., start_code: _Optional[int] = ..., end_code: _Optional[int] = ..., start_data: _Optional[int] = ..., end_data: _Optional[int] = ..., start_brk: _Optional[int] = ..., brk: _Optional[int] = ..., start_stack: _Optional[int] = ..., arg_start: _Optional[int] = ..., arg_end: _Optional[int] = ..., env_start: _Optional[int] = ..., env_end: _Optional[int] = ..., auxv: _Optional[bytes] = ..., exe: _Optional[str] = ...) -> None: ...
 
 class PageRun(_message.Message):
     __slots__ = ("vaddr", "nr_pages")

@@ -1,0 +1,43 @@
+"""CPU state, dump and restore side by side: general registers (fs/gs base included),
+the extended FPU state (xstate) and the rseq registration."""
+from __future__ import annotations
+
+from typing import Any
+
+from engine.images.core_pb2 import Core, Regs, Rseq
+from engine.ptrace import Tracee
+from native import ffi, lib
+
+RSEQ_FLAG_UNREGISTER = 1
+
+
+def dump(t: Tracee, core: Core) -> None:
+    """Registers as the task was stopped (restart rules are applied at restore), xstate, rseq."""
+    core.regs.CopyFrom(Regs(**{f: getattr(t.saved, f) for f in Regs.DESCRIPTOR.fields_by_name}))
+    core.xstate = t.xstate()
+    ptr, size, sig = t.rseq()
+    core.rseq.CopyFrom(Rseq(ptr=ptr, size=size, sig=sig))
+
+
+def unregister_rseq(t: Tracee) -> None:
+    """Drop the stub's inherited rseq area before its memory goes (KERNEL-FACTS: rseq)."""
+    ptr, size, sig = t.rseq()
+    if ptr:
+        t.call("rseq(unregister)", lib.SYS_rseq, ptr, size, RSEQ_FLAG_UNREGISTER, sig)
+
+
+def regs_of(core: Core) -> Any:
+    """The dumped registers as a struct user_regs_struct."""
+    regs = ffi.new("struct user_regs_struct *")
+    for f in Regs.DESCRIPTOR.fields_by_name:
+        setattr(regs, f, getattr(core.regs, f))
+    return regs
+
+
+def restore(t: Tracee, core: Core) -> None:
+    """Register rseq (a remote call: before the registers), then xstate; the general
+    registers are put back at detach, which resolves an interrupted syscall."""
+    if core.rseq.ptr:
+        t.call("rseq(register)", lib.SYS_rseq, core.rseq.ptr, core.rseq.size, 0, core.rseq.sig)
+    t.set_xstate(core.xstate)
+    t.saved = regs_of(core)

@@ -1,0 +1,89 @@
+"""Dump of single-thread processes without children: identity, CPU, memory, signals and
+plain files, one module per kind of state. Timers, creds and trees come next."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine import cpu, files, images, mm, proc, signals
+from engine.errors import CkptError
+from engine.images.core_pb2 import Core
+from engine.images.inventory_pb2 import Inventory
+from engine.ptrace import Tracee
+
+VERSION = "0.2"  # of the engine and its image format
+
+
+def _dump_task(t: Tracee, out: Path) -> None:
+    pid = t.pid
+    st = proc.stat(pid)
+    core = Core(pid=pid, ppid=st.ppid, pgid=st.pgid, sid=st.sid, comm=st.comm)
+    cpu.dump(t, core)
+    fds = files.dump(pid)
+    area, runs = mm.dump(t, out)
+    # After the memory: the scratch page these remote calls use must not be in the image.
+    actions, blocked, altstack = signals.dump(t)
+    core.sigactions.extend(actions)
+    core.blocked = blocked
+    core.altstack.CopyFrom(altstack)
+    core.pending.extend(signals.pending(t))
+    images.write(images.path_of(out, "core", pid), "core", [core])
+    images.write(images.path_of(out, "mm", pid), "mm", [area])
+    images.write(images.path_of(out, "pagemap", pid), "pagemap", runs)
+    images.write(images.path_of(out, "files", pid), "files", [fds])
+
+
+def _refuse(pid: int) -> None:
+    """Tasks this engine step cannot (or must not) dump: one clear reason."""
+    if pid == os.getpid():
+        raise CkptError(f"pid {pid} is the dumping process itself")
+    st = proc.stat(pid)
+    if st.flags & 0x00200000:  # PF_KTHREAD
+        raise CkptError(f"pid {pid} ({st.comm}) is a kernel thread")
+    if proc.threads(pid) > 1:
+        raise CkptError(f"pid {pid} has {proc.threads(pid)} threads: only single-thread tasks are dumped yet")
+    if proc.children(pid):
+        raise CkptError(f"pid {pid} has children: process trees are dumped from engine part 2 on")
+
+
+def dump(roots: list[int], out: Path, leave_running: bool = False) -> None:
+    """Checkpoint these tasks into the empty (or new) directory `out`; kill them afterwards
+    unless leave_running. A failed dump leaves every task running as it was."""
+    if out.exists() and any(out.iterdir()):
+        raise CkptError(f"{out}: the image directory is not empty")
+    for pid in roots:
+        _refuse(pid)
+    out.mkdir(parents=True, exist_ok=True)
+    frozen: list[Tracee] = []
+    try:
+        # Every task is stopped before any is read, and stays stopped until all are written.
+        for pid in roots:
+            frozen.append(Tracee(pid))
+        for t in frozen:
+            _dump_task(t, out)
+        inv = Inventory(engine_version=VERSION, kernel=os.uname().release, roots=roots, pids=roots,
+                        kinds=sorted(images.KINDS))
+        images.write(images.path_of(out, "inventory"), "inventory", [inv])
+    except BaseException:
+        for p in out.iterdir():
+            p.unlink()
+        _let_go(frozen, strict=False)
+        raise
+    if leave_running:
+        _let_go(frozen)
+    else:
+        for t in frozen:
+            t.kill()  # still stopped: it never runs again
+
+
+def _let_go(frozen: list[Tracee], strict: bool = True) -> None:
+    """Detach every frozen task (each as it was); when strict, the first error is raised
+    (otherwise an error is on its way already and this one would hide it)."""
+    errors: list[BaseException] = []
+    for t in frozen:
+        try:
+            t.detach()
+        except CkptError as e:
+            errors.append(e)
+    if errors and strict:
+        raise errors[0]

@@ -1,0 +1,129 @@
+"""File descriptors of plain files, directories and devices, plus cwd, root and umask:
+dump from /proc/PID/{fd,fdinfo}, restore by remote open/dup3/lseek in the task."""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from engine.errors import CkptError, Unsupported
+from engine.images.files_pb2 import Fd, Files
+from engine.mm import Layout
+from engine.ptrace import Tracee
+from native import ffi, lib
+
+KCMP_FILE = 0
+DELETED = " (deleted)"
+GHOST_MAX = 64 << 20  # contents of an unlinked file kept in the image, at the most
+
+
+def _fdinfo(pid: int, fd: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+        return dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+
+
+def _same_file(pid: int, a: int, b: int) -> bool:
+    """Whether two fds of the task share one open file description (kcmp(2) KCMP_FILE)."""
+    return int(lib.syscall(lib.SYS_kcmp, ffi.cast("long", pid), ffi.cast("long", pid),
+                           ffi.cast("long", KCMP_FILE), ffi.cast("long", a), ffi.cast("long", b))) == 0
+
+
+def _umask(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
+
+
+def dump(pid: int) -> Files:
+    """Every fd of the task (refusing kinds not supported yet, by name), cwd, root, umask."""
+    out = Files(pid=pid, cwd=os.readlink(f"/proc/{pid}/cwd"), root=os.readlink(f"/proc/{pid}/root"),
+                umask=_umask(pid))
+    for name in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+        fd = int(name)
+        link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        if not link.startswith("/"):
+            raise Unsupported(f"pid {pid}: fd {fd} is {link}")
+        st = os.stat(f"/proc/{pid}/fd/{fd}")
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISCHR(st.st_mode)):
+            raise Unsupported(f"pid {pid}: fd {fd} is {link} (mode {st.st_mode:o})")
+        info = _fdinfo(pid, fd)
+        flags = int(info["flags"], 8)
+        entry = Fd(fd=fd, cloexec=bool(flags & os.O_CLOEXEC), path=link, flags=flags & ~os.O_CLOEXEC,
+                   pos=int(info["pos"]), mode=st.st_mode)
+        if link.endswith(DELETED) and st.st_nlink == 0 and stat.S_ISREG(st.st_mode):
+            if st.st_size > GHOST_MAX:
+                raise Unsupported(f"pid {pid}: fd {fd}: unlinked file of {st.st_size} bytes (limit {GHOST_MAX})")
+            with open(f"/proc/{pid}/fd/{fd}", "rb") as f:
+                entry.contents = f.read()
+            entry.unlinked = True
+            entry.path = link.removesuffix(DELETED)
+        out.fds.append(entry)
+    _mark_dups(pid, out)
+    return out
+
+
+def _share(pid: int, fds: list[Fd]) -> dict[int, int]:
+    """fd -> the first fd sharing its open file description."""
+    first: dict[int, int] = {}
+    for i, a in enumerate(fds):
+        if a.fd in first:
+            continue
+        first[a.fd] = a.fd
+        for b in fds[i + 1:]:
+            if b.fd not in first and _same_file(pid, a.fd, b.fd):
+                first[b.fd] = a.fd
+    return first
+
+
+def _mark_dups(pid: int, files: Files) -> None:
+    """Record dups: an fd sharing another's open file description keeps only a reference."""
+    first = _share(pid, list(files.fds))
+    for e in files.fds:
+        if first[e.fd] != e.fd:
+            fd, cloexec = e.fd, e.cloexec
+            e.Clear()
+            e.fd, e.cloexec, e.dup, e.dup_of = fd, cloexec, True, first[fd]
+
+
+def _ghost(e: Fd) -> Path:
+    """Re-create an unlinked file's contents at its old path (removed again after the open)."""
+    path = Path(e.path)
+    if path.exists():
+        raise CkptError(f"cannot restore unlinked file {path}: that path exists again")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, stat.S_IMODE(e.mode))
+    try:
+        os.write(fd, e.contents)
+    finally:
+        os.close(fd)
+    return path
+
+
+def restore(t: Tracee, lay: Layout, files: Files) -> None:
+    """Close the stub's fds and open the dumped ones at their numbers, positions and flags."""
+    t.call("close_range", lib.SYS_close_range, 0, 0xFFFFFFFF, 0)
+    for e in files.fds:
+        if e.dup:
+            t.call(f"dup3({e.dup_of}, {e.fd})", lib.SYS_dup3, e.dup_of, e.fd, os.O_CLOEXEC if e.cloexec else 0)
+            continue
+        ghost = _ghost(e) if e.unlinked else None
+        try:
+            t.write(lay.scratch, e.path.encode() + b"\0")
+            got = t.call(f"open({e.path})", lib.SYS_open, lay.scratch, e.flags | os.O_CLOEXEC, 0)
+        finally:
+            if ghost:
+                ghost.unlink()
+        if got != e.fd:
+            t.call(f"dup3({got}, {e.fd})", lib.SYS_dup3, got, e.fd, os.O_CLOEXEC)
+            t.call(f"close({got})", lib.SYS_close, got)
+        if not e.cloexec:
+            t.call(f"fcntl({e.fd}, F_SETFD)", lib.SYS_fcntl, e.fd, 2, 0)  # F_SETFD, no FD_CLOEXEC
+        if e.pos and not stat.S_ISCHR(e.mode):
+            t.call(f"lseek({e.fd})", lib.SYS_lseek, e.fd, e.pos, os.SEEK_SET)
+    t.write(lay.scratch, files.cwd.encode() + b"\0")
+    t.call(f"chdir({files.cwd})", lib.SYS_chdir, lay.scratch)
+    if files.root != "/":
+        t.write(lay.scratch, files.root.encode() + b"\0")
+        t.call(f"chroot({files.root})", lib.SYS_chroot, lay.scratch)
+    t.call("umask", lib.SYS_umask, files.umask)

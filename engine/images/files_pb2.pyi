@@ -1,0 +1,45 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Fd(_message.Message):
+    __slots__ = ("fd", "cloexec", "path", "flags", "pos", "mode", "unlinked", "contents", "dup", "dup_of")
+    FD_FIELD_NUMBER: _ClassVar[int]
+    CLOEXEC_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    POS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    UNLINKED_FIELD_NUMBER: _ClassVar[int]
+    CONTENTS_FIELD_NUMBER: _ClassVar[int]
+    DUP_FIELD_NUMBER: _ClassVar[int]
+    DUP_OF_FIELD_NUMBER: _ClassVar[int]
+    fd: int
+    cloexec: bool
+    path: str
+    flags: int
+    pos: int
+    mode: int
+    unlinked: bool
+    contents: bytes
+    dup: bool
+    dup_of: int
+    def __init__(self, fd: _Optional[int] = ..., cloexec: _Optional[bool] = ..., path: _Optional[str] = ..., flags: _Optional[int] = ..., pos: _Optional[int] = ..., mode: _Optional[int] = ..., unlinked: _Optional[bool] = ..., contents: _Optional[bytes] = ..., dup: _Optional[bool] = ..., dup_of: _Optional[int] = ...) -> None: ...
+
+class Files(_message.Message):
+    __slots__ = ("pid", "fds", "cwd", "root", "umask")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    FDS_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    UMASK_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    fds: _containers.RepeatedCompositeFieldContainer[Fd]
+    cwd: str
+    root: str
+    umask: int
+    def __init__(self, pid: _Optional[int] = ..., fds: _Optional[_Iterable[_Union[Fd, _Mapping]]] = ..., cwd: _Optional[str] = ..., root: _Optional[str] = ..., umask: _Optional[int] = ...) -> None: ...

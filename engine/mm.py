@@ -1,0 +1,329 @@
+"""Memory, dump and restore side by side: the areas of a task, the contents of their pages,
+and the mm fields that PR_SET_MM_MAP puts back (KERNEL-FACTS.md: vDSO and PR_SET_MM_MAP)."""
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from engine import images, proc
+from engine.errors import CkptError, Unsupported
+from engine.images.mm_pb2 import Mm, PageRun, Vma
+from engine.ptrace import Tracee
+from native import ffi, lib
+
+PAGE = images.PAGE_SIZE
+# Areas the kernel provides: vvar cannot even be read, the vDSO is the running kernel's.
+KERNEL_AREAS = ("[vvar]", "[vvar_vclock]", "[vsyscall]", "[vdso]")
+VDSO_BLOCK = ("[vvar]", "[vvar_vclock]", "[vdso]")
+TASK_TOP = 0x7FFFFFFFF000  # end of user space with 4-level page tables (x86-64)
+SCRATCH = 64 * 1024
+IOV_MAX = 1024
+POPULATE_MIN = 64  # pages: below that, faulting on the copy costs less than a remote madvise
+PR_SET_MM, PR_SET_MM_MAP, PR_SET_VMA, PR_SET_VMA_ANON_NAME = 35, 14, 0x53564D41, 0
+MM_MAP = struct.Struct("<11QQII")  # struct prctl_mm_map (uapi/linux/prctl.h), 104 bytes
+# smaps VmFlags that an madvise() gives back (fs/proc/task_mmu.c show_smap_vma_flags).
+ADVICE = {"dc": 10, "wf": 18, "dd": 16, "hg": 14, "nh": 15, "mg": 12, "rr": 1, "sr": 2}
+SCAN_PAGES = 4096  # regions per PAGEMAP_SCAN call
+
+
+# --- dump ------------------------------------------------------------------------------------
+
+def _anon_shared(vma: Vma) -> bool:
+    """MAP_SHARED|MAP_ANONYMOUS shows as /dev/zero (deleted) (shmem underneath)."""
+    return vma.perms[3] == "s" and (vma.path == "" or vma.path.startswith("/dev/zero"))
+
+
+def _stored(vma: Vma) -> bool:
+    """Private areas and anonymous shared ones hold contents only memory has; a shared file
+    area's contents are in its file."""
+    if vma.path in KERNEL_AREAS:
+        return False
+    return vma.perms[3] == "p" or not vma.path.startswith("/") or vma.path.startswith("/dev/zero")
+
+
+def _file_private(vma: Vma) -> bool:
+    return vma.perms[3] == "p" and vma.path.startswith("/")
+
+
+def _regions(pagemap: int, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(start, end, categories) of the present or swapped pages of [start, end), by PAGEMAP_SCAN
+    (Documentation/admin-guide/mm/pagemap.rst)."""
+    vec = ffi.new("struct page_region[]", SCAN_PAGES)
+    arg = ffi.new("struct pm_scan_arg *")
+    while start < end:
+        arg.size, arg.start, arg.end = ffi.sizeof(arg[0]), start, end
+        arg.vec, arg.vec_len = int(ffi.cast("uintptr_t", vec)), SCAN_PAGES
+        arg.category_anyof_mask = lib.PAGE_IS_PRESENT | lib.PAGE_IS_SWAPPED
+        arg.return_mask = lib.PAGE_IS_PRESENT | lib.PAGE_IS_SWAPPED | lib.PAGE_IS_FILE | lib.PAGE_IS_PFNZERO
+        n = lib.ioctl(pagemap, lib.PAGEMAP_SCAN, arg)
+        if n < 0:
+            raise CkptError(f"PAGEMAP_SCAN [{start:#x}, {end:#x}): {os.strerror(ffi.errno)}")
+        for i in range(n):
+            yield int(vec[i].start), int(vec[i].end), int(vec[i].categories)
+        start = int(arg.walk_end)
+
+
+def _dump_pages(vma: Vma, pagemap: int, mem: int, pages: BinaryIO) -> list[PageRun]:
+    """Store the pages of one area that memory alone holds; return their runs in file order.
+    Zero pages (the kernel's shared zero page) are not stored; in a private file area neither
+    are pages still shared with the page cache (the file has them)."""
+    runs: list[PageRun] = []
+    for start, end, cat in _regions(pagemap, vma.start, vma.end):
+        if cat & lib.PAGE_IS_PFNZERO or (_file_private(vma) and cat & lib.PAGE_IS_FILE):
+            continue
+        for off in range(start, end, 8 << 20):
+            n = min(8 << 20, end - off)
+            data = os.pread(mem, n, off)
+            if len(data) != n:
+                raise CkptError(f"short read of {n} bytes at {off:#x} from /proc/PID/mem")
+            pages.write(data)
+        if runs and runs[-1].vaddr + runs[-1].nr_pages * PAGE == start:
+            runs[-1].nr_pages += (end - start) // PAGE
+        else:
+            runs.append(PageRun(vaddr=start, nr_pages=(end - start) // PAGE))
+    return runs
+
+
+def dump(t: Tracee, out: Path) -> tuple[Mm, list[PageRun]]:
+    """The task's areas, mm fields and pages (written to its pages file)."""
+    pid = t.pid
+    vmas = [Vma(start=v.start, end=v.end, perms=v.perms, pgoff=v.pgoff, path=v.path, vmflags=v.vmflags)
+            for v in proc.vmas(pid)]
+    for v in vmas:
+        if v.path.startswith("/SYSV"):
+            raise Unsupported(f"pid {pid}: SysV shared memory attached at {v.start:#x}")
+        if v.path.startswith("/memfd:"):
+            raise Unsupported(f"pid {pid}: mapping of a memfd ({v.path})")
+        if v.path.endswith(" (deleted)") and not _anon_shared(v):
+            raise Unsupported(f"pid {pid}: mapping of a deleted file ({v.path})")
+    f = proc.stat_fields(pid)
+
+    def field(n: int) -> int:  # proc(5) numbering
+        return int(f[n - 3])
+
+    with open(f"/proc/{pid}/auxv", "rb") as a:
+        auxv = a.read()
+    mm = Mm(pid=pid, vmas=vmas, start_code=field(26), end_code=field(27), start_stack=field(28),
+            start_data=field(45), end_data=field(46), start_brk=field(47), arg_start=field(48),
+            arg_end=field(49), env_start=field(50), env_end=field(51),
+            brk=t.call("brk(0)", lib.SYS_brk, 0), auxv=auxv, exe=os.readlink(f"/proc/{pid}/exe"))
+    runs: list[PageRun] = []
+    pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with open(images.pages_path(out, pid), "xb") as pages:
+            os.fchmod(pages.fileno(), 0o600)
+            for vma in vmas:
+                if _stored(vma):
+                    runs += _dump_pages(vma, pagemap, mem, pages)
+    finally:
+        os.close(pagemap)
+        os.close(mem)
+    return mm, runs
+
+
+# --- restore ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where the scratch area of a restore lives: a hole of the dumped layout."""
+
+    scratch: int
+    size: int
+
+
+def _block(areas: list[tuple[int, int, str]]) -> dict[str, tuple[int, int]]:
+    return {name: (s, e) for s, e, name in areas if name in VDSO_BLOCK}
+
+
+def _move_vdso(t: Tracee, have: dict[str, tuple[int, int]], want: dict[str, tuple[int, int]]) -> None:
+    """Move the stub's vvar/vDSO block to the dumped addresses, keeping its inner offsets."""
+    if set(have) != set(want) or any(have[n][1] - have[n][0] != want[n][1] - want[n][0] for n in want):
+        raise Unsupported("the image's vDSO/vvar layout differs from this kernel's "
+                          f"(dumped {sorted(want.items())}, here {sorted(have.items())})")
+    lo = min(s for s, _ in have.values())
+    vdso_off = t.syscall_address() - have["[vdso]"][0]
+    dlo = min(s for s, _ in want.values())
+    if lo == dlo:
+        return
+    size = max(e for _, e in have.values()) - lo
+    # Through a free spot first: the old and new places may overlap, which mremap refuses.
+    tmp = t.call("mmap (vDSO transit)", lib.SYS_mmap, 0, size, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    for base_from, base_to in ((lo, tmp), (tmp, dlo)):
+        for name in VDSO_BLOCK:
+            if name not in have:
+                continue
+            s, e = have[name]
+            t.call(f"mremap({name})", lib.SYS_mremap, base_from + s - lo, e - s, e - s,
+                   lib.MREMAP_MAYMOVE | lib.MREMAP_FIXED, base_to + s - lo)
+            if name == "[vdso]":
+                # Stopped at syscall exit: the next call starts from the vDSO's new place.
+                t.moved_syscall(base_to + s - lo + vdso_off)
+
+
+def _hole(vmas: list[Vma], size: int) -> int:
+    """An address in the widest hole of the dumped layout, away from its neighbours (a stack
+    keeps a guard gap below it)."""
+    edges = sorted((v.start, v.end) for v in vmas if v.path != "[vsyscall]")
+    best, at = 0, 0
+    prev = 1 << 32
+    for s, e in edges + [(TASK_TOP, TASK_TOP)]:
+        if s > prev and s - prev > best:
+            best, at = s - prev, prev
+        prev = max(prev, e)
+    if best < size + (4 << 20):
+        raise CkptError("no hole in the dumped address space for the restore's scratch area")
+    return (at + best // 2) & ~(PAGE - 1)
+
+
+def _prot(perms: str) -> int:
+    return ((mmap.PROT_READ if perms[0] == "r" else 0) | (mmap.PROT_WRITE if perms[1] == "w" else 0)
+            | (mmap.PROT_EXEC if perms[2] == "x" else 0))
+
+
+def _anon_name(path: str) -> str | None:
+    return path[len("[anon:"):-1] if path.startswith("[anon:") and path.endswith("]") else None
+
+
+def prepare(t: Tracee, mm: Mm) -> Layout:
+    """Empty the stub's address space but its vDSO block, move that block where the task had
+    it, and map a scratch area in a hole of the dumped layout."""
+    have = _block([(a.start, a.end, a.path) for a in proc.maps(t.pid)])
+    want = _block([(v.start, v.end, v.path) for v in mm.vmas])
+    lo, hi = min(s for s, _ in have.values()), max(e for _, e in have.values())
+    t.call("munmap(below the vDSO)", lib.SYS_munmap, PAGE, lo - PAGE)
+    if hi < TASK_TOP:
+        t.call("munmap(above the vDSO)", lib.SYS_munmap, hi, TASK_TOP - hi)
+    _move_vdso(t, have, want)
+    at = _hole(list(mm.vmas), SCRATCH)
+    got = t.call("mmap(scratch)", lib.SYS_mmap, at, SCRATCH, mmap.PROT_READ | mmap.PROT_WRITE,
+                 mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | lib.MAP_FIXED_NOREPLACE, -1, 0)
+    return Layout(got, SCRATCH)
+
+
+def _open(t: Tracee, lay: Layout, path: str, flags: int) -> int:
+    raw = path.encode() + b"\0"
+    if len(raw) > lay.size:
+        raise CkptError(f"path too long for the scratch area: {path}")
+    t.write(lay.scratch, raw)
+    return t.call(f"open({path})", lib.SYS_open, lay.scratch, flags | os.O_CLOEXEC, 0)
+
+
+def _map_areas(t: Tracee, lay: Layout, mm: Mm) -> None:
+    """Map every dumped area but the kernel's, at its address, with its prot and backing."""
+    fds: dict[tuple[str, bool], int] = {}
+    try:
+        for v in mm.vmas:
+            if v.path in KERNEL_AREAS:
+                continue
+            size, prot = v.end - v.start, _prot(v.perms)
+            shared = v.perms[3] == "s"
+            flags = (mmap.MAP_SHARED if shared else mmap.MAP_PRIVATE) | lib.MAP_FIXED
+            if "gd" in v.vmflags.split():
+                flags |= lib.MAP_GROWSDOWN
+            if v.path.startswith("/") and not _anon_shared(v):
+                writes = shared and v.perms[1] == "w"
+                key = (v.path, writes)
+                if key not in fds:
+                    fds[key] = _open(t, lay, v.path, os.O_RDWR if writes else os.O_RDONLY)
+                t.call(f"mmap({v.path})", lib.SYS_mmap, v.start, size, prot, flags, fds[key], v.pgoff)
+            else:
+                t.call(f"mmap({v.path or 'anon'} at {v.start:#x})", lib.SYS_mmap, v.start, size, prot,
+                       flags | mmap.MAP_ANONYMOUS, -1, 0)
+            for flag in v.vmflags.split():
+                if flag in ADVICE:
+                    t.call(f"madvise({flag})", lib.SYS_madvise, v.start, size, ADVICE[flag])
+            name = _anon_name(v.path)
+            if name is not None:
+                t.write(lay.scratch, name.encode() + b"\0")
+                t.call("prctl(PR_SET_VMA_ANON_NAME)", lib.SYS_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME,
+                       v.start, size, lay.scratch)
+    finally:
+        for fd in fds.values():
+            t.syscall(lib.SYS_close, fd)
+
+
+def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> None:
+    """Put the stored pages back: a remote preadv straight from the pages file into writable
+    areas, /proc/PID/mem for the others (it may write where the task cannot)."""
+    writable = [(v.start, v.end) for v in mm.vmas if v.perms[1] == "w"]
+
+    def in_writable(r: PageRun) -> bool:
+        end = r.vaddr + r.nr_pages * PAGE
+        return any(s <= r.vaddr and end <= e for s, e in writable)
+
+    fd = _open(t, lay, str(pages.resolve()), os.O_RDONLY)
+    try:
+        with open(pages, "rb", buffering=0) as local:
+            off = 0
+            batch: list[PageRun] = []
+            batch_off = 0
+            for r in runs:
+                size = r.nr_pages * PAGE
+                if in_writable(r):
+                    if r.nr_pages >= POPULATE_MIN:
+                        t.call("madvise(POPULATE_WRITE)", lib.SYS_madvise, r.vaddr, size, lib.MADV_POPULATE_WRITE)
+                    if not batch:
+                        batch_off = off
+                    batch.append(r)
+                    if len(batch) == min(IOV_MAX, lay.size // 16):
+                        _preadv(t, lay, fd, batch, batch_off)
+                        batch = []
+                else:
+                    if batch:
+                        _preadv(t, lay, fd, batch, batch_off)
+                        batch = []
+                    t.poke(r.vaddr, os.pread(local.fileno(), size, off))
+                off += size
+            if batch:
+                _preadv(t, lay, fd, batch, batch_off)
+    finally:
+        t.syscall(lib.SYS_close, fd)
+
+
+def _preadv(t: Tracee, lay: Layout, fd: int, batch: list[PageRun], off: int) -> None:
+    """One remote preadv of consecutive stored runs (consecutive in the pages file too)."""
+    t.write(lay.scratch, b"".join(struct.pack("<QQ", r.vaddr, r.nr_pages * PAGE) for r in batch))
+    want = sum(r.nr_pages for r in batch) * PAGE
+    done = t.call("preadv(pages)", lib.SYS_preadv, fd, lay.scratch, len(batch), off, 0)
+    if done != want:
+        raise CkptError(f"pid {t.pid}: preadv of pages gave {done} of {want} bytes (truncated pages file?)")
+
+
+def _set_mm(t: Tracee, lay: Layout, mm: Mm) -> None:
+    """PR_SET_MM_MAP: code/data/brk/stack/arg/env bounds, auxv and the exe link."""
+    # The kernel refuses a new exe while the old one is still mapped (EBUSY): when the stub
+    # already runs the dumped executable, the link is right as it is (exe_fd -1 keeps it).
+    same = os.readlink(f"/proc/{t.pid}/exe") == mm.exe
+    exe = -1 if same else _open(t, lay, mm.exe.removesuffix(" (deleted)"), os.O_RDONLY)
+    try:
+        auxv_at = lay.scratch + MM_MAP.size
+        t.write(auxv_at, mm.auxv)
+        t.write(lay.scratch, MM_MAP.pack(mm.start_code, mm.end_code, mm.start_data, mm.end_data,
+                                         mm.start_brk, mm.brk, mm.start_stack, mm.arg_start, mm.arg_end,
+                                         mm.env_start, mm.env_end, auxv_at, len(mm.auxv), exe & 0xFFFFFFFF))
+        t.call("prctl(PR_SET_MM_MAP)", lib.SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, lay.scratch, MM_MAP.size, 0)
+    finally:
+        if exe >= 0:
+            t.syscall(lib.SYS_close, exe)
+
+
+def restore(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> None:
+    """Rebuild the address space in the prepared stub: areas, contents, locks, mm fields."""
+    _map_areas(t, lay, mm)
+    _fill(t, lay, mm, runs, pages)
+    for v in mm.vmas:
+        flags = v.vmflags.split()
+        if "lo" in flags:
+            # mlock2(MLOCK_ONFAULT) when the area only locks pages as they fault in ("lf").
+            t.call("mlock2", lib.SYS_mlock2, v.start, v.end - v.start, 1 if "lf" in flags else 0)
+    _set_mm(t, lay, mm)
+
+
+def finish(t: Tracee, lay: Layout) -> None:
+    """Remove the scratch area."""
+    t.call("munmap(scratch)", lib.SYS_munmap, lay.scratch, lay.size)
