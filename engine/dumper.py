@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from engine import cpu, files, images, mm, proc, signals
+from engine.parts import PARTS
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
 from engine.images.inventory_pb2 import Inventory
@@ -31,6 +32,8 @@ def _dump_task(t: Tracee, out: Path) -> None:
     images.write(images.path_of(out, "mm", pid), "mm", [area])
     images.write(images.path_of(out, "pagemap", pid), "pagemap", runs)
     images.write(images.path_of(out, "files", pid), "files", [fds])
+    for part in PARTS:
+        images.write(images.path_of(out, part.KIND, pid), part.KIND, [part.dump(t)])
 
 
 def _refuse(pid: int) -> None:

@@ -29,11 +29,16 @@ class Tracee:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self._ptrace(lib.PTRACE_SEIZE, "SEIZE", data=lib.PTRACE_O_TRACESYSGOOD)
+        # SUSPEND_SECCOMP: the task's filters must not judge our remote syscalls.
+        self._ptrace(lib.PTRACE_SEIZE, "SEIZE", data=lib.PTRACE_O_TRACESYSGOOD | lib.PTRACE_O_SUSPEND_SECCOMP)
         try:
             self._ptrace(lib.PTRACE_INTERRUPT, "INTERRUPT")
             self._wait_event_stop()
             self.saved = self.get_regs()
+            # Block every signal while we work: one arriving during a remote syscall would
+            # stop the task for delivery instead. The task's own mask comes back at detach.
+            self.mask = self.sigmask()
+            self.set_sigmask((1 << 64) - 1)
             self._syscall_at: int | None = None
             self._mem: int | None = None
         except BaseException:
@@ -232,7 +237,8 @@ class Tracee:
             self._mem = None
 
     def release(self) -> None:
-        """PTRACE_DETACH as the task stands (its registers already set)."""
+        """PTRACE_DETACH as the task stands (its registers already set), its mask back."""
+        self.set_sigmask(self.mask)
         if self._mem is not None:
             os.close(self._mem)
             self._mem = None

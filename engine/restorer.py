@@ -14,6 +14,7 @@ from engine.errors import CkptError
 from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import Files
 from engine.images.mm_pb2 import Mm, PageRun
+from engine.parts import PARTS
 from engine.ptrace import Tracee
 from native import ffi, lib
 
@@ -29,6 +30,7 @@ class TaskImages:
     runs: list[PageRun]
     files: Files
     pages: Path
+    parts: dict[str, object]  # image kind -> its message, for each of PARTS
 
 
 def _one(path: Path, kind: str) -> object:
@@ -55,7 +57,7 @@ def load(directory: Path) -> tuple[list[int], dict[int, TaskImages]]:
         tasks[pid] = TaskImages(_one(images.path_of(directory, "core", pid), "core"),  # type: ignore[arg-type]
                                 _one(images.path_of(directory, "mm", pid), "mm"),  # type: ignore[arg-type]
                                 runs, _one(images.path_of(directory, "files", pid), "files"),  # type: ignore[arg-type]
-                                pages)
+                                pages, {p.KIND: _one(images.path_of(directory, p.KIND, pid), p.KIND) for p in PARTS})
     return list(inv.roots), tasks  # type: ignore[attr-defined]
 
 
@@ -85,9 +87,11 @@ def _rebuild(t: Tracee, img: TaskImages) -> None:
     t.call("prctl(PR_SET_NAME)", lib.SYS_prctl, 15, lay.scratch, 0, 0, 0)
     signals.restore(t, lay, core)
     t.call("prctl(PR_SET_PDEATHSIG)", lib.SYS_prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0)
+    for part in PARTS:
+        part.restore(t, lay, img.parts[part.KIND])
     mm.finish(t, lay)
     cpu.restore(t, core)
-    t.set_sigmask(core.blocked)
+    t.mask = core.blocked  # set at detach
 
 
 def _kill(pid: int) -> None:

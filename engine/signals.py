@@ -12,7 +12,7 @@ from engine.mm import Layout
 from engine.ptrace import Tracee
 from native import ffi, lib
 
-SYS_RT_SIGACTION, SYS_RT_SIGPROCMASK, SYS_SIGALTSTACK = 13, 14, 131
+SYS_RT_SIGACTION, SYS_SIGALTSTACK = 13, 131
 KSIGACTION = struct.Struct("<QQQQ")  # handler, flags, restorer, mask (the kernel's layout)
 STACK_T = struct.Struct("<Qi4xQ")  # ss_sp, ss_flags, ss_size
 NSIG = 64
@@ -38,11 +38,10 @@ def dump(t: Tracee) -> tuple[list[SigAction], int, SigAltStack]:
             _call(t, f"rt_sigaction({sig})", SYS_RT_SIGACTION, sig, 0, buf, SIGSET)
             handler, flags, restorer, mask = KSIGACTION.unpack(t.read(buf, KSIGACTION.size))
             actions.append(SigAction(sig=sig, handler=handler, flags=flags, restorer=restorer, mask=mask))
-        _call(t, "rt_sigprocmask", SYS_RT_SIGPROCMASK, signal.SIG_BLOCK, 0, buf, SIGSET)
-        (blocked,) = struct.unpack("<Q", t.read(buf, 8))
         _call(t, "sigaltstack", SYS_SIGALTSTACK, 0, buf)
         sp, flags, size = STACK_T.unpack(t.read(buf, STACK_T.size))
-    return actions, blocked, SigAltStack(sp=sp, flags=flags, size=size)
+    # The mask the task had: the tracer blocks everything while it works.
+    return actions, t.mask, SigAltStack(sp=sp, flags=flags, size=size)
 
 
 def pending(t: Tracee) -> list[PendingSignal]:
@@ -65,7 +64,7 @@ def pending(t: Tracee) -> list[PendingSignal]:
 
 def restore(t: Tracee, lay: Layout, core: Core) -> None:
     """Sigactions and sigaltstack by remote calls, then the queued signals. The stub keeps every
-    signal blocked until detach sets the dumped mask (PTRACE_SETSIGMASK), so none is
+    signal blocked (and the tracer too) until detach sets the dumped mask, so none is
     delivered while the task is being rebuilt."""
     for a in core.sigactions:
         t.write(lay.scratch, KSIGACTION.pack(a.handler, a.flags, a.restorer, a.mask))
