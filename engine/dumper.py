@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine import cpu, files, images, mm, proc, signals
+from engine import cpu, files, images, mm, proc, signals, threads
 from engine.parts import PARTS
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
@@ -13,9 +13,10 @@ from engine.images.inventory_pb2 import Inventory
 from engine.ptrace import Tracee
 
 VERSION = "0.2"  # of the engine and its image format
+MAX_SCANS = 16
 
 
-def _dump_task(t: Tracee, out: Path) -> None:
+def _dump_task(t: Tracee, others: list[Tracee], out: Path) -> None:
     pid = t.pid
     st = proc.stat(pid)
     core = Core(pid=pid, ppid=st.ppid, pgid=st.pgid, sid=st.sid, comm=st.comm)
@@ -28,6 +29,9 @@ def _dump_task(t: Tracee, out: Path) -> None:
     core.blocked = blocked
     core.altstack.CopyFrom(altstack)
     core.pending.extend(signals.pending(t))
+    if others:
+        with t.scratch() as buf:
+            core.threads.extend(threads.dump(tt, buf) for tt in others)
     images.write(images.path_of(out, "core", pid), "core", [core])
     images.write(images.path_of(out, "mm", pid), "mm", [area])
     images.write(images.path_of(out, "pagemap", pid), "pagemap", runs)
@@ -43,8 +47,8 @@ def _refuse(pid: int) -> None:
     st = proc.stat(pid)
     if st.flags & 0x00200000:  # PF_KTHREAD
         raise CkptError(f"pid {pid} ({st.comm}) is a kernel thread")
-    if proc.threads(pid) > 1:
-        raise CkptError(f"pid {pid} has {proc.threads(pid)} threads: only single-thread tasks are dumped yet")
+    if st.state in "ZX":
+        raise CkptError(f"pid {pid} is a zombie: zombies are dumped from engine part 2 on")
     if proc.children(pid):
         raise CkptError(f"pid {pid} has children: process trees are dumped from engine part 2 on")
 
@@ -60,10 +64,12 @@ def dump(roots: list[int], out: Path, leave_running: bool = False) -> None:
     frozen: list[Tracee] = []
     try:
         # Every task is stopped before any is read, and stays stopped until all are written.
+        groups: list[tuple[Tracee, list[Tracee]]] = []
         for pid in roots:
             frozen.append(Tracee(pid))
-        for t in frozen:
-            _dump_task(t, out)
+            groups.append((frozen[-1], _freeze_threads(pid, frozen)))
+        for t, others in groups:
+            _dump_task(t, others, out)
         inv = Inventory(engine_version=VERSION, kernel=os.uname().release, roots=roots, pids=roots,
                         kinds=sorted(images.KINDS))
         images.write(images.path_of(out, "inventory"), "inventory", [inv])
@@ -75,8 +81,24 @@ def dump(roots: list[int], out: Path, leave_running: bool = False) -> None:
     if leave_running:
         _let_go(frozen)
     else:
-        for t in frozen:
-            t.kill()  # still stopped: it never runs again
+        # Still stopped: they never run again. Threads come after their leader in `frozen`,
+        # and a traced leader is collected only after its threads.
+        for t in reversed(frozen):
+            t.kill()
+
+
+def _freeze_threads(pid: int, frozen: list[Tracee]) -> list[Tracee]:
+    """Seize every other thread of the process, re-scanning until no new one appears (a
+    thread not yet stopped may still create more)."""
+    seized: dict[int, Tracee] = {}
+    for _ in range(MAX_SCANS):
+        new = [tid for tid in threads.tids(pid) if tid not in seized]
+        if not new:
+            return [seized[tid] for tid in sorted(seized)]
+        for tid in new:
+            seized[tid] = Tracee(tid)
+            frozen.append(seized[tid])
+    raise CkptError(f"pid {pid} keeps creating threads ({len(seized)} seized after {MAX_SCANS} scans)")
 
 
 def _let_go(frozen: list[Tracee], strict: bool = True) -> None:

@@ -27,20 +27,24 @@ def _signed(v: int) -> int:
 class Tracee:
     """A task seized and stopped with PTRACE_SEIZE + PTRACE_INTERRUPT until detach()."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, adopted: bool = False) -> None:
         self.pid = pid
-        # SUSPEND_SECCOMP: the task's filters must not judge our remote syscalls.
-        self._ptrace(lib.PTRACE_SEIZE, "SEIZE", data=lib.PTRACE_O_TRACESYSGOOD | lib.PTRACE_O_SUSPEND_SECCOMP)
+        self.spawned: list[int] = []  # tasks our remote clone3 calls created (auto-attached)
+        self._syscall_at: int | None = None
+        self._mem: int | None = None
+        if not adopted:
+            # SUSPEND_SECCOMP: the task's filters must not judge our remote syscalls.
+            self._ptrace(lib.PTRACE_SEIZE, "SEIZE", data=lib.PTRACE_O_TRACESYSGOOD | lib.PTRACE_O_SUSPEND_SECCOMP)
         try:
-            self._ptrace(lib.PTRACE_INTERRUPT, "INTERRUPT")
+            if not adopted:
+                self._ptrace(lib.PTRACE_INTERRUPT, "INTERRUPT")
+            # An adopted task (created by a traced clone) starts with the same event stop.
             self._wait_event_stop()
             self.saved = self.get_regs()
             # Block every signal while we work: one arriving during a remote syscall would
             # stop the task for delivery instead. The task's own mask comes back at detach.
             self.mask = self.sigmask()
             self.set_sigmask((1 << 64) - 1)
-            self._syscall_at: int | None = None
-            self._mem: int | None = None
         except BaseException:
             # Best effort: the task may already be gone; the first error is the one to report.
             lib.ptrace_call(lib.PTRACE_DETACH, pid, ffi.NULL, ffi.NULL)
@@ -185,9 +189,21 @@ class Tracee:
         for stop in ("entry", "exit"):
             self._ptrace(lib.PTRACE_SYSCALL, "SYSCALL")
             st = self._wait()
+            while (st >> 16) in (lib.PTRACE_EVENT_CLONE, lib.PTRACE_EVENT_FORK):
+                # Our clone3 made a task (traced from birth): note it and go on to the exit.
+                msg = ffi.new("unsigned long *")
+                self._ptrace(lib.PTRACE_GETEVENTMSG, "GETEVENTMSG", data=msg)
+                self.spawned.append(int(msg[0]))
+                self._ptrace(lib.PTRACE_SYSCALL, "SYSCALL")
+                st = self._wait()
             if not os.WIFSTOPPED(st) or os.WSTOPSIG(st) != SYSCALL_STOP:
                 raise CkptError(f"pid {self.pid}: expected a syscall-{stop} stop, got status {st:#x}")
         return _signed(self.get_regs().rax)
+
+    def trace_clones(self) -> None:
+        """Tasks this one forks or clones are traced from birth (PTRACE_O_TRACECLONE/FORK)."""
+        self._ptrace(lib.PTRACE_SETOPTIONS, "SETOPTIONS", data=lib.PTRACE_O_TRACESYSGOOD | lib.PTRACE_O_SUSPEND_SECCOMP
+                     | lib.PTRACE_O_TRACECLONE | lib.PTRACE_O_TRACEFORK)
 
     def call(self, what: str, nr: int, *args: int) -> int:
         """A remote syscall that must succeed: its result, or CkptError naming `what`."""
@@ -226,9 +242,13 @@ class Tracee:
         self.release()
 
     def kill(self) -> None:
-        """SIGKILL the stopped task and collect its exit as its tracer (the parent, if another
-        process, then sees the zombie)."""
-        os.kill(self.pid, signal.SIGKILL)
+        """SIGKILL the stopped task's process and collect this thread's exit as its tracer (the
+        parent, if another process, then sees the zombie). A thread-group leader is only
+        collected once its other traced threads are: kill those first."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         status = ffi.new("int *")
         while lib.waitpid(self.pid, status, WALL) < 0 and ffi.errno == 4:
             pass

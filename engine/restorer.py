@@ -9,7 +9,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import cpu, files, images, mm, signals
+from engine import cpu, files, images, mm, signals, threads
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import Files
@@ -72,8 +72,8 @@ def _spawn(pid: int) -> int:
     return got
 
 
-def _rebuild(t: Tracee, img: TaskImages) -> None:
-    """Turn the stub into the dumped task."""
+def _rebuild(t: Tracee, img: TaskImages) -> list[Tracee]:
+    """Turn the stub into the dumped task; return its other threads (stopped, traced)."""
     core = img.core
     cpu.unregister_rseq(t)
     lay = mm.prepare(t, img.mm)
@@ -87,11 +87,16 @@ def _rebuild(t: Tracee, img: TaskImages) -> None:
     t.call("prctl(PR_SET_NAME)", lib.SYS_prctl, 15, lay.scratch, 0, 0, 0)
     signals.restore(t, lay, core)
     t.call("prctl(PR_SET_PDEATHSIG)", lib.SYS_prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0)
+    # Threads before the parts: creating one with its tid needs privileges creds may drop;
+    # per-thread parts (creds, seccomp) then run in each thread too.
+    others = threads.restore(t, lay, core)
     for part in PARTS:
-        part.restore(t, lay, img.parts[part.KIND])
+        for who in [t] + (others if getattr(part, "PER_THREAD", False) else []):
+            part.restore(who, lay, img.parts[part.KIND])
     mm.finish(t, lay)
     cpu.restore(t, core)
     t.mask = core.blocked  # set at detach
+    return others
 
 
 def _kill(pid: int) -> None:
@@ -112,11 +117,14 @@ def restore(directory: Path) -> list[int]:
             made.append(_spawn(tasks[pid].core.pid))
             t = Tracee(made[-1])
             traced.append(t)
-            _rebuild(t, tasks[pid])
+            traced += _rebuild(t, tasks[pid])
         # Every task is whole before any runs again.
         for t in traced:
             t.detach()
     except BaseException:
+        # Threads before their leader: a traced leader is collected only after them.
+        for t in reversed(traced):
+            t.kill()
         for pid in made:
             _kill(pid)
         raise

@@ -38,17 +38,16 @@ def dump(t: Tracee) -> tuple[list[SigAction], int, SigAltStack]:
             _call(t, f"rt_sigaction({sig})", SYS_RT_SIGACTION, sig, 0, buf, SIGSET)
             handler, flags, restorer, mask = KSIGACTION.unpack(t.read(buf, KSIGACTION.size))
             actions.append(SigAction(sig=sig, handler=handler, flags=flags, restorer=restorer, mask=mask))
-        _call(t, "sigaltstack", SYS_SIGALTSTACK, 0, buf)
-        sp, flags, size = STACK_T.unpack(t.read(buf, STACK_T.size))
+        altstack = dump_altstack(t, buf)
     # The mask the task had: the tracer blocks everything while it works.
-    return actions, t.mask, SigAltStack(sp=sp, flags=flags, size=size)
+    return actions, t.mask, altstack
 
 
-def pending(t: Tracee) -> list[PendingSignal]:
-    """Every queued signal, thread queue then process queue, with its siginfo."""
+def pending(t: Tracee, process_queue: bool = True) -> list[PendingSignal]:
+    """Every queued signal, thread queue then (unless told not to) process queue, with siginfo."""
     out: list[PendingSignal] = []
     buf = ffi.new("char[]", SIGINFO * PEEK_BATCH)
-    for shared in (False, True):
+    for shared in (False, True) if process_queue else (False,):
         off = 0
         while True:
             args = ffi.new("struct ptrace_peeksiginfo_args *",
@@ -69,16 +68,30 @@ def restore(t: Tracee, lay: Layout, core: Core) -> None:
     for a in core.sigactions:
         t.write(lay.scratch, KSIGACTION.pack(a.handler, a.flags, a.restorer, a.mask))
         _call(t, f"rt_sigaction({a.sig})", SYS_RT_SIGACTION, a.sig, lay.scratch, 0, SIGSET)
-    st = core.altstack
+    restore_thread(t, lay, core.altstack, list(core.pending))
+
+
+def dump_altstack(t: Tracee, buf: int) -> SigAltStack:
+    """The calling thread's sigaltstack (a remote call in that thread)."""
+    _call(t, "sigaltstack", SYS_SIGALTSTACK, 0, buf)
+    sp, flags, size = STACK_T.unpack(t.read(buf, STACK_T.size))
+    return SigAltStack(sp=sp, flags=flags, size=size)
+
+
+def restore_thread(t: Tracee, lay: Layout, st: SigAltStack, queued: list[PendingSignal]) -> None:
+    """One thread's sigaltstack and queued signals (remote calls in that thread)."""
     flags = st.flags & ~SS_ONSTACK  # on the stack at dump time: the kernel derives that from sp
     t.write(lay.scratch, STACK_T.pack(st.sp, flags, st.size) if not flags & SS_DISABLE
             else STACK_T.pack(0, SS_DISABLE, 0))
     _call(t, "sigaltstack", SYS_SIGALTSTACK, lay.scratch, 0)
-    me = t.call("getpid", lib.SYS_getpid) if core.pending else 0  # as the task sees itself
-    for p in core.pending:
+    if not queued:
+        return
+    me = t.call("getpid", lib.SYS_getpid)  # as the task sees itself
+    tid = t.call("gettid", lib.SYS_gettid)
+    for p in queued:
         t.write(lay.scratch, p.siginfo)
         (sig,) = struct.unpack_from("<i", p.siginfo)
         if p.shared:
             _call(t, f"rt_sigqueueinfo({sig})", lib.SYS_rt_sigqueueinfo, me, sig, lay.scratch)
         else:
-            _call(t, f"rt_tgsigqueueinfo({sig})", lib.SYS_rt_tgsigqueueinfo, me, me, sig, lay.scratch)
+            _call(t, f"rt_tgsigqueueinfo({sig})", lib.SYS_rt_tgsigqueueinfo, me, tid, sig, lay.scratch)

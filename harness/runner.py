@@ -158,7 +158,8 @@ class Batch:
         assert self.session
         live = self.live
         images = self.opts.outdir / "images" / self.id / f"iter-{iteration}"
-        images.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(images, ignore_errors=True)  # a report directory may be reused
+        images.mkdir(parents=True)
         roots = self.session.dump_roots([t.root for t in live])
         try:
             self.engine.dump(DumpRequest(roots, images, self.opts.norst, images / "dump.log", self))

@@ -106,8 +106,34 @@ class PendingSignal(_message.Message):
     siginfo: bytes
     def __init__(self, shared: _Optional[bool] = ..., siginfo: _Optional[bytes] = ...) -> None: ...
 
+class Thread(_message.Message):
+    __slots__ = ("tid", "regs", "xstate", "blocked", "pending", "altstack", "rseq", "clear_tid", "robust_list", "robust_len", "comm")
+    TID_FIELD_NUMBER: _ClassVar[int]
+    REGS_FIELD_NUMBER: _ClassVar[int]
+    XSTATE_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    ALTSTACK_FIELD_NUMBER: _ClassVar[int]
+    RSEQ_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_TID_FIELD_NUMBER: _ClassVar[int]
+    ROBUST_LIST_FIELD_NUMBER: _ClassVar[int]
+    ROBUST_LEN_FIELD_NUMBER: _ClassVar[int]
+    COMM_FIELD_NUMBER: _ClassVar[int]
+    tid: int
+    regs: Regs
+    xstate: bytes
+    blocked: int
+    pending: _containers.RepeatedCompositeFieldContainer[PendingSignal]
+    altstack: SigAltStack
+    rseq: Rseq
+    clear_tid: int
+    robust_list: int
+    robust_len: int
+    comm: str
+    def __init__(self, tid: _Optional[int] = ..., regs: _Optional[_Union[Regs, _Mapping]] = ..., xstate: _Optional[bytes] = ..., blocked: _Optional[int] = ..., pending: _Optional[_Iterable[_Union[PendingSignal, _Mapping]]] = ..., altstack: _Optional[_Union[SigAltStack, _Mapping]] = ..., rseq: _Optional[_Union[Rseq, _Mapping]] = ..., clear_tid: _Optional[int] = ..., robust_list: _Optional[int] = ..., robust_len: _Optional[int] = ..., comm: _Optional[str] = ...) -> None: ...
+
 class Core(_message.Message):
-    __slots__ = ("pid", "ppid", "pgid", "sid", "comm", "regs", "xstate", "sigactions", "blocked", "altstack", "rseq", "pending")
+    __slots__ = ("pid", "ppid", "pgid", "sid", "comm", "regs", "xstate", "sigactions", "blocked", "altstack", "rseq", "pending", "threads")
     PID_FIELD_NUMBER: _ClassVar[int]
     PPID_FIELD_NUMBER: _ClassVar[int]
     PGID_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +146,7 @@ class Core(_message.Message):
     ALTSTACK_FIELD_NUMBER: _ClassVar[int]
     RSEQ_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
+    THREADS_FIELD_NUMBER: _ClassVar[int]
     pid: int
     ppid: int
     pgid: int
@@ -132,4 +159,5 @@ class Core(_message.Message):
     altstack: SigAltStack
     rseq: Rseq
     pending: _containers.RepeatedCompositeFieldContainer[PendingSignal]
-    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., pgid: _Optional[int] = ..., sid: _Optional[int] = ..., comm: _Optional[str] = ..., regs: _Optional[_Union[Regs, _Mapping]] = ..., xstate: _Optional[bytes] = ..., sigactions: _Optional[_Iterable[_Union[SigAction, _Mapping]]] = ..., blocked: _Optional[int] = ..., altstack: _Optional[_Union[SigAltStack, _Mapping]] = ..., rseq: _Optional[_Union[Rseq, _Mapping]] = ..., pending: _Optional[_Iterable[_Union[PendingSignal, _Mapping]]] = ...) -> None: ...
+    threads: _containers.RepeatedCompositeFieldContainer[Thread]
+    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., pgid: _Optional[int] = ..., sid: _Optional[int] = ..., comm: _Optional[str] = ..., regs: _Optional[_Union[Regs, _Mapping]] = ..., xstate: _Optional[bytes] = ..., sigactions: _Optional[_Iterable[_Union[SigAction, _Mapping]]] = ..., blocked: _Optional[int] = ..., altstack: _Optional[_Union[SigAltStack, _Mapping]] = ..., rseq: _Optional[_Union[Rseq, _Mapping]] = ..., pending: _Optional[_Iterable[_Union[PendingSignal, _Mapping]]] = ..., threads: _Optional[_Iterable[_Union[Thread, _Mapping]]] = ...) -> None: ...

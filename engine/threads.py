@@ -1,0 +1,89 @@
+"""Threads, dump and restore side by side: each thread is seized on its own and keeps its own
+registers, FPU state, blocked mask, private signal queue, sigaltstack, rseq, robust list and
+clear_child_tid; at restore a remote clone3 in the rebuilt process makes it again with its
+tid (set_tid), traced from birth, and it is then given that state."""
+from __future__ import annotations
+
+import os
+import struct
+
+from engine import signals
+from engine.errors import CkptError
+from engine.images.core_pb2 import Core, Regs, Rseq, Thread
+from engine.mm import Layout
+from engine.ptrace import Tracee
+from native import ffi, lib
+
+PR_GET_TID_ADDRESS, PR_SET_NAME = 40, 15
+CLONE_ARGS = struct.Struct("<11Q")  # struct clone_args up to cgroup (CLONE_ARGS_SIZE_VER2)
+THREAD_FLAGS = (lib.CLONE_VM | lib.CLONE_FS | lib.CLONE_FILES | lib.CLONE_SIGHAND | lib.CLONE_THREAD
+                | lib.CLONE_SYSVSEM)
+
+
+def tids(pid: int) -> list[int]:
+    """The task's threads but the main one."""
+    try:
+        return sorted(int(x) for x in os.listdir(f"/proc/{pid}/task") if int(x) != pid)
+    except FileNotFoundError:
+        return []
+
+
+def _robust_list(tid: int) -> tuple[int, int]:
+    head, size = ffi.new("uint64_t *"), ffi.new("size_t *")
+    rc = lib.syscall(lib.SYS_get_robust_list, ffi.cast("long", tid), head, size)
+    if rc < 0:
+        raise CkptError(f"get_robust_list({tid}): {os.strerror(ffi.errno)}")
+    return int(head[0]), int(size[0])
+
+
+def dump(tt: Tracee, buf: int) -> Thread:
+    """One seized thread's own state (buf: scratch memory of the process)."""
+    th = Thread(tid=tt.pid, xstate=tt.xstate(), blocked=tt.mask)
+    th.regs.CopyFrom(Regs(**{f: getattr(tt.saved, f) for f in Regs.DESCRIPTOR.fields_by_name}))
+    ptr, size, sig = tt.rseq()
+    th.rseq.CopyFrom(Rseq(ptr=ptr, size=size, sig=sig))
+    th.pending.extend(signals.pending(tt, process_queue=False))
+    th.altstack.CopyFrom(signals.dump_altstack(tt, buf))
+    tt.call("prctl(PR_GET_TID_ADDRESS)", lib.SYS_prctl, PR_GET_TID_ADDRESS, buf, 0, 0, 0)
+    (th.clear_tid,) = struct.unpack("<Q", tt.read(buf, 8))
+    th.robust_list, th.robust_len = _robust_list(tt.pid)
+    with open(f"/proc/{tt.pid}/comm", "rb") as f:
+        th.comm = f.read().rstrip(b"\n").decode(errors="replace")
+    return th
+
+
+def _clone(t: Tracee, lay: Layout, th: Thread) -> Tracee:
+    """A new thread of t's process with the dumped tid, stopped and traced."""
+    tid_at = lay.scratch + CLONE_ARGS.size
+    flags = THREAD_FLAGS | (lib.CLONE_CHILD_CLEARTID if th.clear_tid else 0)
+    t.write(lay.scratch, CLONE_ARGS.pack(flags, 0, th.clear_tid, 0, 0, 0, 0, 0, tid_at, 1, 0)
+            + struct.pack("<i", th.tid))
+    got = t.syscall(lib.SYS_clone3, lay.scratch, CLONE_ARGS.size)
+    if got < 0:
+        raise CkptError(f"pid {t.pid}: remote clone3 of thread {th.tid}: {os.strerror(-got)}")
+    t.spawned.remove(got)
+    return Tracee(got, adopted=True)
+
+
+def restore(t: Tracee, lay: Layout, core: Core) -> list[Tracee]:
+    """Make every dumped thread in the rebuilt process; they are detached by the caller."""
+    if not core.threads:
+        return []
+    t.trace_clones()
+    made: list[Tracee] = []
+    for th in core.threads:
+        tt = _clone(t, lay, th)
+        made.append(tt)
+        if th.rseq.ptr:
+            tt.call("rseq(register)", lib.SYS_rseq, th.rseq.ptr, th.rseq.size, 0, th.rseq.sig)
+        if th.robust_list:
+            tt.call("set_robust_list", lib.SYS_set_robust_list, th.robust_list, th.robust_len)
+        signals.restore_thread(tt, lay, th.altstack, list(th.pending))
+        tt.write(lay.scratch, th.comm.encode()[:15] + b"\0")
+        tt.call("prctl(PR_SET_NAME)", lib.SYS_prctl, PR_SET_NAME, lay.scratch, 0, 0, 0)
+        tt.set_xstate(th.xstate)
+        tt.saved = ffi.new("struct user_regs_struct *")
+        for f in Regs.DESCRIPTOR.fields_by_name:
+            setattr(tt.saved, f, getattr(th.regs, f))
+        tt.mask = th.blocked
+    return made
