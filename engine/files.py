@@ -40,6 +40,9 @@ def dump(pid: int) -> Files:
     """Every fd of the task (refusing kinds not supported yet, by name), cwd, root, umask."""
     out = Files(pid=pid, cwd=os.readlink(f"/proc/{pid}/cwd"), root=os.readlink(f"/proc/{pid}/root"),
                 umask=_umask(pid))
+    for what, path in (("working directory", out.cwd), ("root", out.root)):
+        if path.endswith(DELETED):
+            raise Unsupported(f"pid {pid}: its {what} {path} was removed")
     for name in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
         fd = int(name)
         link = os.readlink(f"/proc/{pid}/fd/{fd}")
@@ -52,6 +55,10 @@ def dump(pid: int) -> Files:
         flags = int(info["flags"], 8)
         entry = Fd(fd=fd, cloexec=bool(flags & os.O_CLOEXEC), path=link, flags=flags & ~os.O_CLOEXEC,
                    pos=int(info["pos"]), mode=st.st_mode)
+        if link.endswith(DELETED) and st.st_nlink > 0:
+            raise Unsupported(f"pid {pid}: fd {fd}: {link} was unlinked but has {st.st_nlink} other link(s)")
+        if link.endswith(DELETED) and not stat.S_ISREG(st.st_mode):
+            raise Unsupported(f"pid {pid}: fd {fd}: removed {link} is not a regular file")
         if link.endswith(DELETED) and st.st_nlink == 0 and stat.S_ISREG(st.st_mode):
             if st.st_size > GHOST_MAX:
                 raise Unsupported(f"pid {pid}: fd {fd}: unlinked file of {st.st_size} bytes (limit {GHOST_MAX})")
@@ -103,17 +110,25 @@ def _ghost(e: Fd) -> Path:
 def restore(t: Tracee, lay: Layout, files: Files) -> None:
     """Close the stub's fds and open the dumped ones at their numbers, positions and flags."""
     t.call("close_range", lib.SYS_close_range, 0, 0xFFFFFFFF, 0)
+    ghosts: dict[str, Path] = {}  # one ghost per removed file, however many fds open it
+    try:
+        _open_all(t, lay, files, ghosts)
+    finally:
+        for g in ghosts.values():
+            g.unlink()
+    _cwd_root(t, lay, files)
+
+
+def _open_all(t: Tracee, lay: Layout, files: Files, ghosts: dict[str, Path]) -> None:
+    """Every fd at its number: a dup shares the description of the fd it copies."""
     for e in files.fds:
         if e.dup:
             t.call(f"dup3({e.dup_of}, {e.fd})", lib.SYS_dup3, e.dup_of, e.fd, os.O_CLOEXEC if e.cloexec else 0)
             continue
-        ghost = _ghost(e) if e.unlinked else None
-        try:
-            t.write(lay.scratch, e.path.encode() + b"\0")
-            got = t.call(f"open({e.path})", lib.SYS_open, lay.scratch, e.flags | os.O_CLOEXEC, 0)
-        finally:
-            if ghost:
-                ghost.unlink()
+        if e.unlinked and e.path not in ghosts:
+            ghosts[e.path] = _ghost(e)
+        t.write(lay.scratch, e.path.encode() + b"\0")
+        got = t.call(f"open({e.path})", lib.SYS_open, lay.scratch, e.flags | os.O_CLOEXEC, 0)
         if got != e.fd:
             t.call(f"dup3({got}, {e.fd})", lib.SYS_dup3, got, e.fd, os.O_CLOEXEC)
             t.call(f"close({got})", lib.SYS_close, got)
@@ -121,6 +136,10 @@ def restore(t: Tracee, lay: Layout, files: Files) -> None:
             t.call(f"fcntl({e.fd}, F_SETFD)", lib.SYS_fcntl, e.fd, 2, 0)  # F_SETFD, no FD_CLOEXEC
         if e.pos and not stat.S_ISCHR(e.mode):
             t.call(f"lseek({e.fd})", lib.SYS_lseek, e.fd, e.pos, os.SEEK_SET)
+
+
+def _cwd_root(t: Tracee, lay: Layout, files: Files) -> None:
+    """chdir before chroot: the dumped cwd is a path as the restorer sees it."""
     t.write(lay.scratch, files.cwd.encode() + b"\0")
     t.call(f"chdir({files.cwd})", lib.SYS_chdir, lay.scratch)
     if files.root != "/":

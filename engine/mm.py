@@ -2,6 +2,7 @@
 and the mm fields that PR_SET_MM_MAP puts back (KERNEL-FACTS.md: vDSO and PR_SET_MM_MAP)."""
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import struct
@@ -27,7 +28,8 @@ PR_SET_MM, PR_SET_MM_MAP, PR_SET_VMA, PR_SET_VMA_ANON_NAME = 35, 14, 0x53564D41,
 MM_MAP = struct.Struct("<11QQII")  # struct prctl_mm_map (uapi/linux/prctl.h), 104 bytes
 # smaps VmFlags that an madvise() gives back (fs/proc/task_mmu.c show_smap_vma_flags).
 ADVICE = {"dc": 10, "wf": 18, "dd": 16, "hg": 14, "nh": 15, "mg": 12, "rr": 1, "sr": 2}
-SCAN_PAGES = 4096  # regions per PAGEMAP_SCAN call
+SCAN_PAGES = 4096
+MAP_NORESERVE = 0x4000  # uapi/asm-generic/mman.h  # regions per PAGEMAP_SCAN call
 
 
 # --- dump ------------------------------------------------------------------------------------
@@ -225,6 +227,8 @@ def _map_areas(t: Tracee, lay: Layout, mm: Mm) -> None:
             flags = (mmap.MAP_SHARED if shared else mmap.MAP_PRIVATE) | lib.MAP_FIXED
             if "gd" in v.vmflags.split():
                 flags |= lib.MAP_GROWSDOWN
+            if "nr" in v.vmflags.split():
+                flags |= MAP_NORESERVE
             if v.path.startswith("/") and not _anon_shared(v):
                 writes = shared and v.perms[1] == "w"
                 key = (v.path, writes)
@@ -277,12 +281,27 @@ def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> N
                     if batch:
                         _preadv(t, lay, fd, batch, batch_off)
                         batch = []
-                    t.poke(r.vaddr, os.pread(local.fileno(), size, off))
+                    _poke(t, mm, r, os.pread(local.fileno(), size, off))
                 off += size
             if batch:
                 _preadv(t, lay, fd, batch, batch_off)
     finally:
         t.syscall(lib.SYS_close, fd)
+
+
+def _poke(t: Tracee, mm: Mm, r: PageRun, data: bytes) -> None:
+    """Write pages of an area the task may not write; /proc/PID/mem refuses some (PROT_NONE):
+    open those for writing a moment."""
+    try:
+        t.poke(r.vaddr, data)
+        return
+    except OSError as e:
+        if e.errno != errno.EIO:
+            raise
+    v = next(v for v in mm.vmas if v.start <= r.vaddr < v.end)
+    t.call("mprotect(+w)", lib.SYS_mprotect, r.vaddr, len(data), _prot(v.perms) | mmap.PROT_READ | mmap.PROT_WRITE)
+    t.write(r.vaddr, data)
+    t.call("mprotect(back)", lib.SYS_mprotect, r.vaddr, len(data), _prot(v.perms))
 
 
 def _preadv(t: Tracee, lay: Layout, fd: int, batch: list[PageRun], off: int) -> None:

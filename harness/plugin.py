@@ -251,16 +251,19 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def plan_batches(items: list[ZdtmItem], size: int) -> list[BatchPlan]:
-    """Group items by (engine, flavor); exclusive tests alone, the others `size` at a time."""
+    """Group items by (engine, flavor); exclusive tests alone, the others `size` at a time.
+    A test expected to fail with that engine runs alone too: its failure (a refused dump, say)
+    must not take the tests it would share a dump with down with it."""
     groups: dict[tuple[str, str], list[ZdtmItem]] = {}
     for it in items:
         groups.setdefault((it.engine, it.flavor), []).append(it)
     plans: list[BatchPlan] = []
     for (engine, flavor), group in sorted(groups.items()):
         group.sort(key=lambda it: it.spec.name)
-        shared = [it for it in group if not it.spec.exclusive]
+        alone = {id(it) for it in group if it.spec.exclusive or it.spec.expectation(engine, flavor)}
+        shared = [it for it in group if id(it) not in alone]
         chunks = [shared[k:k + size] for k in range(0, len(shared), max(1, size))]
-        chunks += [[it] for it in group if it.spec.exclusive]
+        chunks += [[it] for it in group if id(it) in alone]
         for n, chunk in enumerate(chunks):
             plan = BatchPlan(f"{engine}-{flavor}-{n:03d}", list(chunk))
             for it in chunk:
