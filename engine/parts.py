@@ -7,4 +7,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-PARTS: tuple[ModuleType, ...] = ()
+from engine import task, timers
+
+PARTS: tuple[ModuleType, ...] = (timers, task)

@@ -11,7 +11,7 @@ File grammar (all integers little-endian):
 
 Files of a checkpoint directory: inventory.img (one Inventory), and per task
 core-PID.img (one Core), mm-PID.img (one Mm), pagemap-PID.img (PageRun entries),
-pages-PID.img and files-PID.img (one Files). The generated *_pb2 modules come from the .proto files beside this one
+pages-PID.img, files-PID.img (one Files), task-PID.img (one Task) and timers-PID.img (one Timers). The generated *_pb2 modules come from the .proto files beside this one
 by `python -m engine.images.generate`; a test proves they are current.
 """
 from __future__ import annotations
@@ -29,6 +29,8 @@ from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import Files
 from engine.images.inventory_pb2 import Inventory
 from engine.images.mm_pb2 import Mm, PageRun
+from engine.images.task_pb2 import Task
+from engine.images.timers_pb2 import Timers
 
 MAGIC = b"CKPT"
 VERSION = 1
@@ -64,6 +66,8 @@ KINDS = {k.name: k for k in (
     Kind("mm", 0x31304D4D, Mm, "mm-{pid}.img"),  # "MM01"
     Kind("pagemap", 0x31504D50, PageRun, "pagemap-{pid}.img"),  # "PMP1"
     Kind("files", 0x31534946, Files, "files-{pid}.img"),  # "FIS1"
+    Kind("task", 0x31534154, Task, "task-{pid}.img"),  # "TAS1"
+    Kind("timers", 0x31524D54, Timers, "timers-{pid}.img"),  # "TMR1"
 )}
 BY_MAGIC = {k.magic: k for k in KINDS.values()}
 

@@ -1,0 +1,215 @@
+"""The task part end to end: a real program sets credentials, limits, prctl switches, robust list,
+tid address and a seccomp filter; after dump and restore /proc shows the same values and the
+program, asked with SIGUSR2, finds each of them again (tests/data/task_attrs.c)."""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import engine
+from engine import images
+from engine.errors import Unsupported
+
+SOURCE = Path(__file__).resolve().parent / "data" / "task_attrs.c"
+SYS_GET_ROBUST_LIST = 274  # asm/unistd_64.h
+STATUS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp",
+          "Seccomp_filters", "THP_enabled")
+C_DUMPABLE = 18  # task_attrs.c: the exit code when dumpable differs
+CAP_NET_BIND_SERVICE = 10
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("task_attrs") / "task_attrs"
+    subprocess.run(["gcc", "-O1", "-Wall", "-Werror", "-pthread", "-o", str(out), str(SOURCE)],
+                   check=True, timeout=60)
+    return out
+
+
+@pytest.fixture
+def procs() -> Iterator[list[int]]:
+    """Pids of every process a test started or restored: killed and reaped afterwards."""
+    pids: list[int] = []
+    yield pids
+    for pid in dict.fromkeys(pids):
+        try:
+            # Only a child of ours is killed: a pid the dumper already reaped may be reused.
+            if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _start(program: Path, mode: str, procs: list[int]) -> int:
+    """Run task_attrs in this mode; return once it has set everything up."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(w, 1)
+            os.dup2(w, 2)
+            os.closerange(3, 1 << 16)  # pytest's own fds (pipes) must not be inherited
+            os.execv(program, [str(program), mode])
+        finally:
+            os._exit(127)
+    procs.append(pid)
+    os.close(w)
+    with os.fdopen(r) as f:
+        out = f.read()  # EOF once it puts /dev/null on its fds
+    assert out == "ready\n", out
+    return pid
+
+
+def _robust_list(pid: int) -> tuple[int, int]:
+    libc = ctypes.CDLL(None, use_errno=True)
+    head, size = ctypes.c_uint64(), ctypes.c_size_t()
+    assert libc.syscall(SYS_GET_ROBUST_LIST, pid, ctypes.byref(head), ctypes.byref(size)) == 0
+    return head.value, size.value
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the outside sees of the task's attributes."""
+
+    status: dict[str, str]  # the STATUS lines of /proc/PID/status
+    limits: dict[str, list[str]]  # /proc/PID/limits: row name -> [soft, hard]
+    personality: int
+    robust: tuple[int, int]  # get_robust_list: head, length
+    owner: int  # of /proc/PID/status: root when the task is not dumpable
+
+
+def _seen(pid: int) -> Seen:
+    with open(f"/proc/{pid}/status") as f:
+        st = {k: v.strip() for k, _, v in (line.partition(":") for line in f)}
+    with open(f"/proc/{pid}/limits") as f:
+        limits = {line[:26].strip(): line[26:].split()[:2] for line in f.read().splitlines()[1:]}
+    with open(f"/proc/{pid}/personality") as f:
+        personality = int(f.read(), 16)
+    return Seen({k: st[k] for k in STATUS}, limits, personality, _robust_list(pid),
+                os.stat(f"/proc/{pid}/status").st_uid)
+
+
+def _threads(pid: int) -> dict[str, list[str]]:
+    """The per-thread status lines of every thread, by tid."""
+    out = {}
+    for tid in sorted(os.listdir(f"/proc/{pid}/task")):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            out[tid] = [line for line in f if line.partition(":")[0] in STATUS]
+    return out
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def _checked_in_task(pid: int) -> int:
+    """Ask the task to compare every attribute with what it set: its exit code."""
+    os.kill(pid, signal.SIGUSR2)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _cr(pid: int, images_dir: Path, procs: list[int]) -> int:
+    engine.dump([pid], images_dir)
+    [new] = engine.restore(images_dir)
+    procs.append(new)
+    return new
+
+
+def test_checker_passes_without_cr(program: Path, procs: list[int]) -> None:
+    for mode in ("dropped", "root"):
+        assert _checked_in_task(_start(program, mode, procs)) == 0
+
+
+def test_dropped_credentials_and_everything_else_come_back(program: Path, procs: list[int], tmp_path: Path) -> None:
+    pid = _start(program, "dropped", procs)
+    before = _seen(pid)
+    # What the program set, as /proc shows it: the test checks the values, not just equality.
+    st = before.status
+    assert st["Uid"].split() == ["1000", "1001", "1002", "1003"]
+    assert st["Gid"].split() == ["2000", "2001", "2002", "2003"]
+    assert st["Groups"] == "3000 3001 3002"
+    assert int(st["CapAmb"], 16) == 1 << CAP_NET_BIND_SERVICE
+    assert (st["NoNewPrivs"], st["Seccomp"], st["Seccomp_filters"], st["THP_enabled"]) == ("0", "2", "1", "0")
+    assert before.limits["Max open files"] == ["64", "128"]
+    assert before.limits["Max core file size"] == ["4096", "8192"]
+    assert before.personality == 0x0040000  # ADDR_NO_RANDOMIZE
+    assert before.owner == 0  # not dumpable
+    assert before.robust[0] != 0 and before.robust[1] == 24
+    new = _cr(pid, tmp_path / "img", procs)
+    assert new == pid
+    assert _seen(new) == before
+    assert _checked_in_task(new) == 0
+
+
+def test_root_with_no_new_privs_comes_back(program: Path, procs: list[int], tmp_path: Path) -> None:
+    pid = _start(program, "root", procs)
+    before = _seen(pid)
+    st = before.status
+    assert st["Uid"].split() == ["0"] * 4
+    assert (st["NoNewPrivs"], st["Seccomp"], st["Seccomp_filters"]) == ("1", "2", "1")
+    assert int(st["CapPrm"], 16) != int(st["CapEff"], 16)
+    new = _cr(pid, tmp_path / "img", procs)
+    assert _seen(new) == before
+    assert _checked_in_task(new) == 0
+
+
+def test_the_in_task_check_sees_a_changed_value(program: Path, procs: list[int], tmp_path: Path) -> None:
+    """The image says dumpable 1: the restored program must notice (the check is not blind)."""
+    pid = _start(program, "dropped", procs)
+    d = tmp_path / "img"
+    engine.dump([pid], d)
+    path = images.path_of(d, "task", pid)
+    _, [task] = images.read(path, "task")
+    assert task.dumpable == 0 and task.pdeathsig == signal.SIGUSR1 and task.thp_disable == 1
+    assert task.clear_tid != 0 and len(task.seccomp) == 1 and len(task.seccomp[0].program) == 6 * 8
+    task.dumpable = 1
+    path.unlink()
+    images.write(path, "task", [task])
+    [new] = engine.restore(d)
+    procs.append(new)
+    assert os.stat(f"/proc/{new}/status").st_uid == 1001  # dumpable again: owned by its euid
+    assert _checked_in_task(new) == C_DUMPABLE
+
+
+def test_strict_seccomp_is_refused_and_left_running(program: Path, procs: list[int], tmp_path: Path) -> None:
+    pid = _start(program, "strict", procs)
+    deadline = time.monotonic() + 10
+    while "Seccomp:\t1\n" not in Path(f"/proc/{pid}/status").read_text():  # it enters strict mode after "ready"
+        assert time.monotonic() < deadline, "task_attrs never entered strict mode"
+        time.sleep(0.01)
+    d = tmp_path / "img"
+    with pytest.raises(Unsupported, match="strict"):
+        engine.dump([pid], d)
+    assert list(d.iterdir()) == []
+    assert _state(pid) in ("R", "S")  # running again, not stopped
+
+
+def test_a_thread_gets_the_same_credentials_and_filter(program: Path, procs: list[int], tmp_path: Path) -> None:
+    """Creds, no_new_privs and filters are per thread: the restore gives them to each thread."""
+    pid = _start(program, "threads", procs)
+    before = _threads(pid)
+    assert len(before) == 2 and all("Seccomp_filters:\t1\n" in lines for lines in before.values())
+    new = _cr(pid, tmp_path / "img", procs)
+    assert _threads(new) == before
+    assert _checked_in_task(new) == 0
+
+
+def test_a_thread_with_its_own_credentials_is_refused(program: Path, procs: list[int], tmp_path: Path) -> None:
+    """The image holds one set for all threads: a thread that differs is refused by name."""
+    pid = _start(program, "own", procs)
+    before = _threads(pid)
+    with pytest.raises(Unsupported, match=r"thread \d+ has its own Uid"):
+        engine.dump([pid], tmp_path / "img")
+    assert _threads(pid) == before
+    assert _state(pid) in ("R", "S")  # left running, not stopped
