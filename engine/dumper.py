@@ -7,7 +7,7 @@ from pathlib import Path
 
 from engine import cpu, files, images, mm, proc, signals, threads
 from engine.parts import PARTS
-from engine.errors import CkptError
+from engine.errors import CkptError, ProcessGone
 from engine.images.core_pb2 import Core
 from engine.images.inventory_pb2 import Inventory
 from engine.ptrace import Tracee
@@ -96,7 +96,10 @@ def _freeze_threads(pid: int, frozen: list[Tracee]) -> list[Tracee]:
         if not new:
             return [seized[tid] for tid in sorted(seized)]
         for tid in new:
-            seized[tid] = Tracee(tid)
+            try:
+                seized[tid] = Tracee(tid)
+            except ProcessGone:
+                continue  # it exited between the listing and the seizure: not part of the state
             frozen.append(seized[tid])
     raise CkptError(f"pid {pid} keeps creating threads ({len(seized)} seized after {MAX_SCANS} scans)")
 

@@ -1,6 +1,7 @@
 /* zdtm test library: protocol, verdicts, options, data, task helpers (see zdtm.h). */
 #include "zdtm.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -8,7 +9,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -451,14 +455,47 @@ static void write_pidfile(const char *path, pid_t pid)
 	}
 }
 
+/* Whether the root still holds the ready pipe: it closes it right after writing 'R', and the
+ * harness must not see that fd come and go (its snapshot follows the pidfile). */
+static bool root_holds_pipe(pid_t root, int pipe_fd)
+{
+	char dir[64], path[320], want[64], link[64];
+	struct dirent *d;
+	struct stat st;
+	bool found = false;
+	DIR *fds;
+	ssize_t n;
+
+	if (fstat(pipe_fd, &st))
+		return false;
+	snprintf(want, sizeof(want), "pipe:[%lu]", (unsigned long)st.st_ino);
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)root);
+	fds = opendir(dir);
+	if (!fds)
+		return false;
+	while (!found && (d = readdir(fds))) {
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n > 0) {
+			link[n] = 0;
+			found = !strcmp(link, want);
+		}
+	}
+	closedir(fds);
+	return found;
+}
+
 /* The starter: wait for the root's ready byte, publish its pid, exit. */
 static void starter(pid_t root, int pipe_fd, const char *pidfile)
 {
-	int status;
+	struct timespec ms = { 0, 1000000 };
+	int status, i;
 	char c;
 
 	/* 'R': ready; 'F' or EOF: the setup failed (tasks it forked may still hold the pipe). */
 	if (zdtm_read_all(pipe_fd, &c, 1) == 1 && c == 'R') {
+		for (i = 0; i < 2000 && root_holds_pipe(root, pipe_fd); i++)
+			nanosleep(&ms, NULL);
 		write_pidfile(pidfile, root);
 		_exit(0);
 	}
