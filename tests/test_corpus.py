@@ -1,5 +1,7 @@
 """Proof that every test checks something: each spec'd program PASSES with the `nocr` engine
-and FAILS at `verify` with `restart` (state never built), in every flavor it declares.
+and FAILS at `verify` with `restart` (state never built), in every flavor it declares. And
+the `ckpt` engine's standing: every test passes with it (one cycle, three cycles, and dump with
+--norst) or fails exactly as its spec declares, with the reason it names.
 
 The whole corpus runs once per engine through `zdtm run --all -j 2` (batched, both flavors);
 each (test, flavor) is then one assertion here, so a program that checks nothing is named."""
@@ -34,6 +36,27 @@ def corpus_results(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, 
     out = _run(tmp_path_factory.mktemp("nocr"), "--engine", "nocr")
     out.update(_run(tmp_path_factory.mktemp("restart"), "--engine", "restart"))
     return out
+
+
+CKPT_RUNS = {"one cycle": (), "three cycles": ("--iters", "3"), "norst": ("--norst",)}
+
+
+@pytest.fixture(scope="session")
+def ckpt_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[tuple[str, str, str], dict[str, Any]]]:
+    """The corpus through the ckpt engine, once per way of running it."""
+    return {name: _run(tmp_path_factory.mktemp("ckpt"), "--engine", "ckpt", *args) for name, args in CKPT_RUNS.items()}
+
+
+@pytest.mark.parametrize("run", list(CKPT_RUNS))
+@pytest.mark.parametrize("test, flavor", CASES)
+def test_ckpt_passes_or_fails_as_declared(ckpt_results: dict, run: str, test: str, flavor: str) -> None:
+    r = _get(ckpt_results[run], test, flavor, "ckpt")
+    declared = next(s for s in SPECS if s.name == test).expectation("ckpt", flavor)
+    if declared is None:
+        assert r["verdict"] == "pass", f"{r['verdict']} at {r['step']}: {r['reason']}\n" + "\n".join(r["diff"]) + r["output"]
+    else:
+        # An expected failure is a debt with a reason: it must still fail (else drop the entry).
+        assert r["verdict"] == "xfail", f"declared to fail ({declared.reason}) but got {r['verdict']}: {r['reason']}"
 
 
 def _get(results: dict, test: str, flavor: str, engine: str) -> dict[str, Any]:
