@@ -157,7 +157,7 @@ class Batch:
         """One dump (and restore, unless --norst), then the oracle's comparison."""
         assert self.session
         live = self.live
-        images = self.opts.outdir / "images" / self.id / f"iter-{iteration}"
+        images = self._images() / f"iter-{iteration}"
         shutil.rmtree(images, ignore_errors=True)  # a report directory may be reused
         images.mkdir(parents=True)
         roots = self.session.dump_roots([t.root for t in live])
@@ -283,7 +283,7 @@ class Batch:
             failed = any(t.result and t.result.verdict.unexpected for t in self.tests)
             self._save_logs()
             shutil.rmtree(workroot, ignore_errors=True)
-            images = self.opts.outdir / "images" / self.id
+            images = self._images()
             if not (self.opts.keep_images or failed):
                 shutil.rmtree(images, ignore_errors=True)
         after = _taint()
@@ -296,6 +296,12 @@ class Batch:
         share = (time.monotonic() - self._t0) / max(1, len(self.tests))
         return [settle(replace(t.result, seconds=round(share, 4)), t.spec)
                 for t in self.tests if t.result is not None]
+
+    def _images(self) -> Path:
+        """This batch's image directory: named by worker too, as xdist may currently run one
+        batch on two workers (see the session note) and they must not share images."""
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        return self.opts.outdir / "images" / (f"{self.id}-{worker}" if worker else self.id)
 
     def _save_logs(self) -> None:
         """Keep each test's outfile in the report directory."""
