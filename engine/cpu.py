@@ -11,9 +11,22 @@ from native import ffi, lib
 RSEQ_FLAG_UNREGISTER = 1
 
 
+def regs_message(regs: Any) -> Regs:
+    """A struct user_regs_struct as the image's Regs."""
+    return Regs(**{f: getattr(regs, f) for f in Regs.DESCRIPTOR.fields_by_name})
+
+
+def regs_struct(msg: Regs) -> Any:
+    """The image's Regs as a struct user_regs_struct."""
+    regs = ffi.new("struct user_regs_struct *")
+    for f in Regs.DESCRIPTOR.fields_by_name:
+        setattr(regs, f, getattr(msg, f))
+    return regs
+
+
 def dump(t: Tracee, core: Core) -> None:
     """Registers as the task was stopped (restart rules are applied at restore), xstate, rseq."""
-    core.regs.CopyFrom(Regs(**{f: getattr(t.saved, f) for f in Regs.DESCRIPTOR.fields_by_name}))
+    core.regs.CopyFrom(regs_message(t.saved))
     core.xstate = t.xstate()
     ptr, size, sig = t.rseq()
     core.rseq.CopyFrom(Rseq(ptr=ptr, size=size, sig=sig))
@@ -26,18 +39,10 @@ def unregister_rseq(t: Tracee) -> None:
         t.call("rseq(unregister)", lib.SYS_rseq, ptr, size, RSEQ_FLAG_UNREGISTER, sig)
 
 
-def regs_of(core: Core) -> Any:
-    """The dumped registers as a struct user_regs_struct."""
-    regs = ffi.new("struct user_regs_struct *")
-    for f in Regs.DESCRIPTOR.fields_by_name:
-        setattr(regs, f, getattr(core.regs, f))
-    return regs
-
-
 def restore(t: Tracee, core: Core) -> None:
     """Register rseq (a remote call: before the registers), then xstate; the general
     registers are put back at detach, which resolves an interrupted syscall."""
     if core.rseq.ptr:
         t.call("rseq(register)", lib.SYS_rseq, core.rseq.ptr, core.rseq.size, 0, core.rseq.sig)
     t.set_xstate(core.xstate)
-    t.saved = regs_of(core)
+    t.saved = regs_struct(core.regs)

@@ -60,6 +60,7 @@ def dump(roots: list[int], out: Path, leave_running: bool = False) -> None:
         raise CkptError(f"{out}: the image directory is not empty")
     for pid in roots:
         _refuse(pid)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     frozen: list[Tracee] = []
     try:
@@ -76,6 +77,8 @@ def dump(roots: list[int], out: Path, leave_running: bool = False) -> None:
     except BaseException:
         for p in out.iterdir():
             p.unlink()
+        if created:
+            out.rmdir()
         _let_go(frozen, strict=False)
         raise
     if leave_running:

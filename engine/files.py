@@ -8,7 +8,7 @@ from pathlib import Path
 
 from engine.errors import CkptError, Unsupported
 from engine.images.files_pb2 import Fd, Files
-from engine.mm import Layout
+from engine.mm import Layout, open_in
 from engine.ptrace import Tracee
 from native import ffi, lib
 
@@ -127,8 +127,7 @@ def _open_all(t: Tracee, lay: Layout, files: Files, ghosts: dict[str, Path]) -> 
             continue
         if e.unlinked and e.path not in ghosts:
             ghosts[e.path] = _ghost(e)
-        t.write(lay.scratch, e.path.encode() + b"\0")
-        got = t.call(f"open({e.path})", lib.SYS_open, lay.scratch, e.flags | os.O_CLOEXEC, 0)
+        got = open_in(t, lay, e.path, e.flags)
         if got != e.fd:
             t.call(f"dup3({got}, {e.fd})", lib.SYS_dup3, got, e.fd, os.O_CLOEXEC)
             t.call(f"close({got})", lib.SYS_close, got)

@@ -2,6 +2,7 @@
 and the mm fields that PR_SET_MM_MAP puts back (KERNEL-FACTS.md: vDSO and PR_SET_MM_MAP)."""
 from __future__ import annotations
 
+import bisect
 import errno
 import mmap
 import os
@@ -207,7 +208,8 @@ def prepare(t: Tracee, mm: Mm) -> Layout:
     return Layout(got, SCRATCH)
 
 
-def _open(t: Tracee, lay: Layout, path: str, flags: int) -> int:
+def open_in(t: Tracee, lay: Layout, path: str, flags: int) -> int:
+    """Open a path in the task (close-on-exec); the new fd."""
     raw = path.encode() + b"\0"
     if len(raw) > lay.size:
         raise CkptError(f"path too long for the scratch area: {path}")
@@ -233,7 +235,7 @@ def _map_areas(t: Tracee, lay: Layout, mm: Mm) -> None:
                 writes = shared and v.perms[1] == "w"
                 key = (v.path, writes)
                 if key not in fds:
-                    fds[key] = _open(t, lay, v.path, os.O_RDWR if writes else os.O_RDONLY)
+                    fds[key] = open_in(t, lay, v.path, os.O_RDWR if writes else os.O_RDONLY)
                 t.call(f"mmap({v.path})", lib.SYS_mmap, v.start, size, prot, flags, fds[key], v.pgoff)
             else:
                 t.call(f"mmap({v.path or 'anon'} at {v.start:#x})", lib.SYS_mmap, v.start, size, prot,
@@ -254,13 +256,8 @@ def _map_areas(t: Tracee, lay: Layout, mm: Mm) -> None:
 def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> None:
     """Put the stored pages back: a remote preadv straight from the pages file into writable
     areas, /proc/PID/mem for the others (it may write where the task cannot)."""
-    writable = [(v.start, v.end) for v in mm.vmas if v.perms[1] == "w"]
-
-    def in_writable(r: PageRun) -> bool:
-        end = r.vaddr + r.nr_pages * PAGE
-        return any(s <= r.vaddr and end <= e for s, e in writable)
-
-    fd = _open(t, lay, str(pages.resolve()), os.O_RDONLY)
+    starts = [v.start for v in mm.vmas]  # in address order, as /proc/PID/maps lists them
+    fd = open_in(t, lay, str(pages.resolve()), os.O_RDONLY)
     try:
         with open(pages, "rb", buffering=0) as local:
             off = 0
@@ -268,7 +265,9 @@ def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> N
             batch_off = 0
             for r in runs:
                 size = r.nr_pages * PAGE
-                if in_writable(r):
+                # A run never crosses areas: the dump stores pages area by area.
+                area = mm.vmas[bisect.bisect_right(starts, r.vaddr) - 1]
+                if area.perms[1] == "w":
                     if r.nr_pages >= POPULATE_MIN:
                         t.call("madvise(POPULATE_WRITE)", lib.SYS_madvise, r.vaddr, size, lib.MADV_POPULATE_WRITE)
                     if not batch:
@@ -281,7 +280,7 @@ def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> N
                     if batch:
                         _preadv(t, lay, fd, batch, batch_off)
                         batch = []
-                    _poke(t, mm, r, os.pread(local.fileno(), size, off))
+                    _poke(t, area, r.vaddr, os.pread(local.fileno(), size, off))
                 off += size
             if batch:
                 _preadv(t, lay, fd, batch, batch_off)
@@ -289,19 +288,18 @@ def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> N
         t.syscall(lib.SYS_close, fd)
 
 
-def _poke(t: Tracee, mm: Mm, r: PageRun, data: bytes) -> None:
+def _poke(t: Tracee, area: Vma, addr: int, data: bytes) -> None:
     """Write pages of an area the task may not write; /proc/PID/mem refuses some (PROT_NONE):
     open those for writing a moment."""
     try:
-        t.poke(r.vaddr, data)
+        t.poke(addr, data)
         return
     except OSError as e:
         if e.errno != errno.EIO:
             raise
-    v = next(v for v in mm.vmas if v.start <= r.vaddr < v.end)
-    t.call("mprotect(+w)", lib.SYS_mprotect, r.vaddr, len(data), _prot(v.perms) | mmap.PROT_READ | mmap.PROT_WRITE)
-    t.write(r.vaddr, data)
-    t.call("mprotect(back)", lib.SYS_mprotect, r.vaddr, len(data), _prot(v.perms))
+    t.call("mprotect(+w)", lib.SYS_mprotect, addr, len(data), _prot(area.perms) | mmap.PROT_READ | mmap.PROT_WRITE)
+    t.write(addr, data)
+    t.call("mprotect(back)", lib.SYS_mprotect, addr, len(data), _prot(area.perms))
 
 
 def _preadv(t: Tracee, lay: Layout, fd: int, batch: list[PageRun], off: int) -> None:
@@ -318,7 +316,7 @@ def _set_mm(t: Tracee, lay: Layout, mm: Mm) -> None:
     # The kernel refuses a new exe while the old one is still mapped (EBUSY): when the stub
     # already runs the dumped executable, the link is right as it is (exe_fd -1 keeps it).
     same = os.readlink(f"/proc/{t.pid}/exe") == mm.exe
-    exe = -1 if same else _open(t, lay, mm.exe.removesuffix(" (deleted)"), os.O_RDONLY)
+    exe = -1 if same else open_in(t, lay, mm.exe.removesuffix(" (deleted)"), os.O_RDONLY)
     try:
         auxv_at = lay.scratch + MM_MAP.size
         t.write(auxv_at, mm.auxv)

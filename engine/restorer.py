@@ -1,6 +1,6 @@
-"""Restore of single-thread processes: each comes back as a child of the caller with its own
-pid (clone3 set_tid), rebuilt by remote syscalls in a stub, then detached. A failed restore
-leaves no process behind."""
+"""Restore of processes without children (any number of threads): each comes back as a child
+of the caller with its own pid (clone3 set_tid), rebuilt by remote syscalls in a stub, then
+detached. A failed restore leaves no process behind."""
 from __future__ import annotations
 
 import errno
@@ -8,17 +8,21 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+from google.protobuf.message import Message
 
 from engine import cpu, files, images, mm, signals, threads
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import Files
+from engine.images.inventory_pb2 import Inventory
 from engine.images.mm_pb2 import Mm, PageRun
 from engine.parts import PARTS
 from engine.ptrace import Tracee
 from native import ffi, lib
 
-PR_SET_PDEATHSIG = 1
+M = TypeVar("M", bound=Message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +34,14 @@ class TaskImages:
     runs: list[PageRun]
     files: Files
     pages: Path
-    parts: dict[str, object]  # image kind -> its message, for each of PARTS
+    parts: dict[str, Message]  # image kind -> its message, for each of PARTS
 
 
-def _one(path: Path, kind: str) -> object:
+def _one(directory: Path, kind: str, pid: int | None, of: type[M]) -> M:
+    """The single entry of an image that holds exactly one."""
+    path = images.path_of(directory, kind, pid)
     _, entries = images.read(path, kind)
-    if len(entries) != 1:
+    if len(entries) != 1 or not isinstance(entries[0], of):
         raise images.ImageError(str(path), 0, f"expected one {kind} entry, found {len(entries)}")
     return entries[0]
 
@@ -44,9 +50,9 @@ def load(directory: Path) -> tuple[list[int], dict[int, TaskImages]]:
     """The roots and every task's images; a missing or damaged image is an error here."""
     if not (directory / "inventory.img").exists():
         raise CkptError(f"{directory}: no inventory.img (not a checkpoint directory?)")
-    inv = _one(images.path_of(directory, "inventory"), "inventory")
+    inv = _one(directory, "inventory", None, Inventory)
     tasks: dict[int, TaskImages] = {}
-    for pid in inv.pids:  # type: ignore[attr-defined]
+    for pid in inv.pids:
         _, runs = images.read(images.path_of(directory, "pagemap", pid), "pagemap")
         pages = images.pages_path(directory, pid)
         stored = sum(r.nr_pages for r in runs) * images.PAGE_SIZE
@@ -54,11 +60,10 @@ def load(directory: Path) -> tuple[list[int], dict[int, TaskImages]]:
         if size != stored:
             raise images.ImageError(str(pages), max(size, 0),
                                     f"holds {size} bytes, the page map says {stored}")
-        tasks[pid] = TaskImages(_one(images.path_of(directory, "core", pid), "core"),  # type: ignore[arg-type]
-                                _one(images.path_of(directory, "mm", pid), "mm"),  # type: ignore[arg-type]
-                                runs, _one(images.path_of(directory, "files", pid), "files"),  # type: ignore[arg-type]
-                                pages, {p.KIND: _one(images.path_of(directory, p.KIND, pid), p.KIND) for p in PARTS})
-    return list(inv.roots), tasks  # type: ignore[attr-defined]
+        tasks[pid] = TaskImages(_one(directory, "core", pid, Core), _one(directory, "mm", pid, Mm), runs,
+                                _one(directory, "files", pid, Files), pages,
+                                {p.KIND: _one(directory, p.KIND, pid, images.KINDS[p.KIND].message) for p in PARTS})
+    return list(inv.roots), tasks
 
 
 def _spawn(pid: int) -> int:
@@ -83,12 +88,11 @@ def _rebuild(t: Tracee, img: TaskImages) -> list[Tracee]:
         t.call("setsid", lib.SYS_setsid)
     elif core.pgid == core.pid:
         t.call("setpgid", lib.SYS_setpgid, 0, 0)
-    t.write(lay.scratch, core.comm.encode()[:15] + b"\0")
-    t.call("prctl(PR_SET_NAME)", lib.SYS_prctl, 15, lay.scratch, 0, 0, 0)
+    threads.set_name(t, lay, core.comm)
     signals.restore(t, lay, core)
-    t.call("prctl(PR_SET_PDEATHSIG)", lib.SYS_prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0)
     # Threads before the parts: creating one with its tid needs privileges creds may drop;
-    # per-thread parts (creds, seccomp) then run in each thread too.
+    # per-thread parts (creds, seccomp) then run in each thread too. The stub's pdeathsig
+    # (SIGKILL while we work) is replaced by the task part with the dumped one.
     others = threads.restore(t, lay, core)
     for part in PARTS:
         for who in [t] + (others if getattr(part, "PER_THREAD", False) else []):

@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 import struct
 
-from engine import signals
+from engine import cpu, signals
 from engine.errors import CkptError
-from engine.images.core_pb2 import Core, Regs, Rseq, Thread
+from engine.images.core_pb2 import Core, Rseq, Thread
 from engine.mm import Layout
 from engine.ptrace import Tracee
 from native import ffi, lib
@@ -39,7 +39,7 @@ def _robust_list(tid: int) -> tuple[int, int]:
 def dump(tt: Tracee, buf: int) -> Thread:
     """One seized thread's own state (buf: scratch memory of the process)."""
     th = Thread(tid=tt.pid, xstate=tt.xstate(), blocked=tt.mask)
-    th.regs.CopyFrom(Regs(**{f: getattr(tt.saved, f) for f in Regs.DESCRIPTOR.fields_by_name}))
+    th.regs.CopyFrom(cpu.regs_message(tt.saved))
     ptr, size, sig = tt.rseq()
     th.rseq.CopyFrom(Rseq(ptr=ptr, size=size, sig=sig))
     th.pending.extend(signals.pending(tt, process_queue=False))
@@ -50,6 +50,12 @@ def dump(tt: Tracee, buf: int) -> Thread:
     with open(f"/proc/{tt.pid}/comm", "rb") as f:
         th.comm = f.read().rstrip(b"\n").decode(errors="replace")
     return th
+
+
+def set_name(t: Tracee, lay: Layout, name: str) -> None:
+    """The calling thread's name (comm: at most 15 bytes, PR_SET_NAME)."""
+    t.write(lay.scratch, name.encode()[:15] + b"\0")
+    t.call("prctl(PR_SET_NAME)", lib.SYS_prctl, PR_SET_NAME, lay.scratch, 0, 0, 0)
 
 
 def _clone(t: Tracee, lay: Layout, th: Thread) -> Tracee:
@@ -79,11 +85,8 @@ def restore(t: Tracee, lay: Layout, core: Core) -> list[Tracee]:
         if th.robust_list:
             tt.call("set_robust_list", lib.SYS_set_robust_list, th.robust_list, th.robust_len)
         signals.restore_thread(tt, lay, th.altstack, list(th.pending))
-        tt.write(lay.scratch, th.comm.encode()[:15] + b"\0")
-        tt.call("prctl(PR_SET_NAME)", lib.SYS_prctl, PR_SET_NAME, lay.scratch, 0, 0, 0)
+        set_name(tt, lay, th.comm)
         tt.set_xstate(th.xstate)
-        tt.saved = ffi.new("struct user_regs_struct *")
-        for f in Regs.DESCRIPTOR.fields_by_name:
-            setattr(tt.saved, f, getattr(th.regs, f))
+        tt.saved = cpu.regs_struct(th.regs)
         tt.mask = th.blocked
     return made

@@ -159,3 +159,54 @@ def test_dump_signal_dispositions(launch, tmp_path: Path) -> None:
     os.kill(pid, signal.SIGTERM)
     assert not proc.wait_gone([pid], 10)
     assert out.read_text().splitlines()[-1] == "PASS"
+
+
+def _children() -> set[int]:
+    with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as f:
+        return {int(x) for x in f.read().split()}
+
+
+def test_restore_refuses_a_taken_pid_and_leaves_nothing(running: tuple[int, Path], tmp_path: Path) -> None:
+    from engine import restore
+
+    pid, _ = running
+    d = tmp_path / "img"
+    dump([pid], d, leave_running=True)
+    before = _children()
+    with pytest.raises(CkptError, match=f"pid {pid} is already taken"):
+        restore(d)
+    assert _children() == before, "a failed restore left a process behind"
+    os.kill(pid, 0)  # the original is untouched
+
+
+def test_restore_refuses_a_truncated_pages_file_before_starting_anything(running: tuple[int, Path],
+                                                                       tmp_path: Path) -> None:
+    from engine import restore
+
+    pid, _ = running
+    d = tmp_path / "img"
+    dump([pid], d, leave_running=True)
+    pages = images.pages_path(d, pid)
+    pages.write_bytes(pages.read_bytes()[:-images.PAGE_SIZE])
+    before = _children()
+    with pytest.raises(images.ImageError, match="the page map says"):
+        restore(d)
+    assert _children() == before
+
+
+def test_ckpt_restore_cli_bad_directory_is_one_line(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "restore", "-D", str(tmp_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no inventory.img" in r.stderr, r.stderr
+
+
+def test_failed_dump_removes_what_it_made_and_leaves_the_task_running(launch, tmp_path: Path) -> None:
+    """pipe_data holds pipes, which this engine refuses mid-dump (after the task was seized)."""
+    pid, _ = launch("static/pipe_data")
+    d = tmp_path / "new"
+    with pytest.raises(CkptError, match="pipe"):
+        dump([pid], d)
+    assert not d.exists(), "the image directory the dump created is left behind"
+    with open(f"/proc/{pid}/status") as f:
+        status = dict(line.split(":", 1) for line in f if ":" in line)
+    assert int(status["TracerPid"]) == 0 and status["State"].split()[0] in "SR", status["State"]
