@@ -72,6 +72,10 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     if hasattr(config, "workerinput"):
         config.stash[_OUTDIR] = Path(config.workerinput["zdtm_outdir"])
+        # A worker parses the original command line: the controller's switch to loadgroup
+        # (pytest_cmdline_main) reaches it only this way, and without it no batch is grouped.
+        if config.workerinput.get("zdtm_loadgroup"):
+            config.option.loadgroup = True
         return
     out = None
     if _wants_report(config):
@@ -88,6 +92,7 @@ def pytest_configure_node(node: Any) -> None:
     """xdist controller: tell each worker where the report directory is."""
     out = node.config.stash.get(_OUTDIR, None)
     node.workerinput["zdtm_outdir"] = str(out or Path("zdtm-report").resolve())
+    node.workerinput["zdtm_loadgroup"] = node.config.option.dist == "loadgroup"
 
 
 _OUTDIR = pytest.StashKey[Path]()

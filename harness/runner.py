@@ -298,10 +298,8 @@ class Batch:
                 for t in self.tests if t.result is not None]
 
     def _images(self) -> Path:
-        """This batch's image directory: named by worker too, as xdist may currently run one
-        batch on two workers (see the session note) and they must not share images."""
-        worker = os.environ.get("PYTEST_XDIST_WORKER")
-        return self.opts.outdir / "images" / (f"{self.id}-{worker}" if worker else self.id)
+        """This batch's image directory."""
+        return self.opts.outdir / "images" / self.id
 
     def _save_logs(self) -> None:
         """Keep each test's outfile in the report directory."""

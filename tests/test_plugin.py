@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -38,8 +39,15 @@ def run(pytester: pytest.Pytester, specs: Path, *args: str) -> pytest.RunResult:
 
 
 def test_nocr_passes_across_two_workers(pytester: pytest.Pytester, user_specs: Path) -> None:
-    r = run(pytester, user_specs, "-n", "2")
+    r = run(pytester, user_specs, "-n", "2", "-v")
     r.assert_outcomes(passed=6)
+    # Each batch is one dump: all its items on one worker (xdist's loadgroup; pytest 9.2 broke
+    # it, pytest-xdist#1386, hence the pin in pyproject.toml).
+    workers: dict[str, set[str]] = {}
+    for m in re.finditer(r"\[(gw\d+)\].* PASSED \S+@(\S+)", r.stdout.str()):
+        workers.setdefault(m.group(2), set()).add(m.group(1))
+    assert sum(1 for _ in re.finditer(r" PASSED ", r.stdout.str())) == 6
+    assert len(workers) == 2 and all(len(w) == 1 for w in workers.values()), (workers, r.stdout.str()[-2000:])
     doc = json.loads((pytester.path / "rep" / "report.json").read_text())
     assert {"kernel", "engine", "started", "results", "coverage"} <= set(doc)
     assert len(doc["results"]) == 6
