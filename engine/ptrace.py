@@ -8,7 +8,7 @@ import signal
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from engine.errors import CkptError, raise_for
+from engine.errors import CkptError, ProcessGone, raise_for
 from native import ffi, lib
 
 SYSCALL_INSN = b"\x0f\x05"
@@ -79,7 +79,9 @@ class Tracee:
                 raise_for(self.pid, "waitpid", ffi.errno)
         st = int(status[0])
         if os.WIFEXITED(st) or os.WIFSIGNALED(st):
-            raise CkptError(f"pid {self.pid} died while traced (status {st:#x})")
+            # Gone (a thread may exit between the listing and the seizure): callers that can
+            # do without it catch ProcessGone.
+            raise ProcessGone(self.pid)
         return st
 
     def _wait_event_stop(self) -> None:

@@ -191,7 +191,7 @@ def test_strict_seccomp_is_refused_and_left_running(program: Path, procs: list[i
     d = tmp_path / "img"
     with pytest.raises(Unsupported, match="strict"):
         engine.dump([pid], d)
-    assert list(d.iterdir()) == []
+    assert not d.exists()  # the failed dump removed the directory it made
     assert _state(pid) in ("R", "S")  # running again, not stopped
 
 
