@@ -2,12 +2,13 @@
 plain files, one module per kind of state. Timers, creds and trees come next."""
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 from engine import cpu, files, images, mm, proc, signals, threads
 from engine.parts import PARTS
-from engine.errors import CkptError, ProcessGone
+from engine.errors import CkptError, ProcessGone, PtraceError
 from engine.images.core_pb2 import Core
 from engine.images.inventory_pb2 import Inventory
 from engine.ptrace import Tracee
@@ -103,8 +104,24 @@ def _freeze_threads(pid: int, frozen: list[Tracee]) -> list[Tracee]:
                 seized[tid] = Tracee(tid)
             except ProcessGone:
                 continue  # it exited between the listing and the seizure: not part of the state
+            except PtraceError as e:
+                # An exiting thread refuses the seizure (EPERM); one that is not exiting may not.
+                if e.err == errno.EPERM and _exiting(pid, tid):
+                    continue
+                raise
             frozen.append(seized[tid])
     raise CkptError(f"pid {pid} keeps creating threads ({len(seized)} seized after {MAX_SCANS} scans)")
+
+
+def _exiting(pid: int, tid: int) -> bool:
+    """Whether a thread is gone or dying (zombie/dead, or PF_EXITING)."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            raw = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    rest = raw[raw.rindex(")") + 2:].split()
+    return rest[0] in "ZX" or bool(int(rest[6]) & 0x4)  # PF_EXITING (include/linux/sched.h)
 
 
 def _let_go(frozen: list[Tracee], strict: bool = True) -> None:

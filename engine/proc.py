@@ -60,8 +60,16 @@ def threads(pid: int) -> int:
 def children(pid: int) -> list[int]:
     """Children of every thread of the task."""
     out: list[int] = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        out += [int(x) for x in _read(pid, f"task/{tid}/children").split()]
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        raise ProcessGone(pid) from None
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # that thread exited since the listing; the process may well live on
     return out
 
 
