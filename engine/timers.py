@@ -187,6 +187,16 @@ def _stub(t: Tracee, lay: Layout) -> _Stub:
     return s
 
 
+def _setitimer(s: _Stub, which: int, value_us: int, interval_us: int) -> int:
+    """Arm an itimer; the time left it then reads (getitimer)."""
+    at = s.lay.scratch + SPEC_AT
+    s.t.write(at, PAIR.pack(interval_us // US, interval_us % US, value_us // US, value_us % US))
+    s.t.call(f"setitimer({which})", lib.SYS_setitimer, which, at, 0)
+    s.t.call(f"getitimer({which})", lib.SYS_getitimer, which, at)
+    _, _, vsec, vusec = PAIR.unpack(s.t.read(at, PAIR.size))
+    return vsec * US + vusec
+
+
 def _restore_itimers(s: _Stub, msg: Timers) -> None:
     for which, name in enumerate(ITIMERS):
         it = getattr(msg, name)
@@ -195,10 +205,13 @@ def _restore_itimers(s: _Stub, msg: Timers) -> None:
             # Expired with SIGALRM queued: the kernel re-arms it when SIGALRM is taken, if it
             # has an interval. Expiring at once adds nothing: SIGALRM is pending already.
             value = 1
-        if value:
-            s.t.write(s.lay.scratch + SPEC_AT,
-                      PAIR.pack(it.interval_us // US, it.interval_us % US, value // US, value % US))
-            s.t.call(f"setitimer({which})", lib.SYS_setitimer, which, s.lay.scratch + SPEC_AT, 0)
+        if not value:
+            continue
+        extra = _setitimer(s, which, value, it.interval_us) - value
+        if name != "real" and extra > 0:
+            # The kernel adds a tick to a CPU itimer (set_cpu_itimer, kernel/time/itimer.c),
+            # and the time left at dump holds its tick already: take the new one off.
+            _setitimer(s, which, max(1, value - extra), it.interval_us)
 
 
 def _create(s: _Stub, timers: list[PosixTimer]) -> None:
