@@ -12,8 +12,9 @@ def dump(roots: list[int], images: Path, leave_running: bool = False) -> None:
     _dump(roots, images, leave_running)
 
 
-def restore(images: Path) -> list[int]:
-    """Restore a checkpoint; the roots come back as children of the caller, in dump order."""
+def restore(images: Path, planner: str | None = None) -> list[int]:
+    """Restore a checkpoint; the roots come back as children of the caller, in dump order.
+    `planner` names a restore planner (entry point group ckpt.planners; default standard)."""
     from engine.restorer import restore as _restore
 
-    return _restore(images)
+    return _restore(images, planner)

@@ -1,4 +1,4 @@
-"""`ckpt`: the engine's command line (check, dump, restore, show)."""
+"""`ckpt`: the engine's command line (check, dump, restore, plan, show)."""
 from __future__ import annotations
 
 import argparse
@@ -28,16 +28,25 @@ def _check() -> int:
     return 0 if all(v is None for v in results.values()) else 1
 
 
-def _restore(directory: Path, detach: bool) -> int:
+def _restore(directory: Path, detach: bool, planner: str | None) -> int:
     from engine import restore
 
-    roots = restore(directory)
+    roots = restore(directory, planner)
     print(",".join(map(str, roots)), flush=True)
     if detach:
         return 0
     # Like a shell: the first root's exit status, 128 + signal when killed.
     statuses = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in roots]
     return statuses[0] if statuses[0] >= 0 else 128 - statuses[0]
+
+
+def _plan(directory: Path, planner: str | None) -> int:
+    from engine import planners
+    from engine.restorer import load
+
+    _, _, table = load(directory)
+    print(planners.make_plan(table, planner).render())
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("restore", help="restore a checkpoint; wait for its root unless --detach")
     r.add_argument("-D", "--images-dir", type=Path, required=True, metavar="DIR")
     r.add_argument("--detach", action="store_true", help="print the root pid(s) and exit")
+    r.add_argument("--planner", metavar="NAME", help="restore planner (entry point group ckpt.planners)")
+    pl = sub.add_parser("plan", help="print the restore plan of a checkpoint, validated")
+    pl.add_argument("dir", type=Path)
+    pl.add_argument("--planner", metavar="NAME", help="restore planner (entry point group ckpt.planners)")
     s = sub.add_parser("show", help="decode every image of a checkpoint")
     s.add_argument("dir", type=Path)
     s.add_argument("--json", action="store_true")
@@ -68,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"dumped {','.join(map(str, args.tree))} into {args.images_dir}")
             return 0
         if args.cmd == "restore":
-            return _restore(args.images_dir, args.detach)
+            return _restore(args.images_dir, args.detach, args.planner)
+        if args.cmd == "plan":
+            return _plan(args.dir, args.planner)
         from engine.show import render
 
         print(render(args.dir, args.json))

@@ -1,28 +1,27 @@
-"""Dump of single-thread processes without children: identity, CPU, memory, signals and
-plain files, one module per kind of state. Timers, creds and trees come next."""
+"""Dump of process trees: every task of every root frozen first (engine.tree), then each
+live task's identity, CPU, memory, signals, files and parts, one module per kind of state."""
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 
-from engine import cpu, files, images, mm, proc, signals, threads
+from engine import cpu, files, images, mm, proc, signals, threads, tree
 from engine.parts import PARTS
-from engine.errors import CkptError, ProcessGone, PtraceError
+from engine.errors import CkptError
 from engine.images.core_pb2 import Core
+from engine.images.files_pb2 import PipeData
 from engine.images.inventory_pb2 import Inventory
 from engine.ptrace import Tracee
 
-VERSION = "0.2"  # of the engine and its image format
-MAX_SCANS = 16
+VERSION = "0.3"  # of the engine and its image format
 
 
-def _dump_task(t: Tracee, others: list[Tracee], out: Path) -> None:
+def _dump_task(t: Tracee, others: list[Tracee], out: Path, pipe_data: dict[int, PipeData]) -> None:
     pid = t.pid
     st = proc.stat(pid)
     core = Core(pid=pid, ppid=st.ppid, pgid=st.pgid, sid=st.sid, comm=st.comm)
     cpu.dump(t, core)
-    fds = files.dump(pid)
+    fds = files.dump(pid, pipe_data)
     area, runs = mm.dump(t, out)
     # After the memory: the scratch page these remote calls use must not be in the image.
     actions, blocked, altstack = signals.dump(t)
@@ -42,37 +41,46 @@ def _dump_task(t: Tracee, others: list[Tracee], out: Path) -> None:
 
 
 def _refuse(pid: int) -> None:
-    """Tasks this engine step cannot (or must not) dump: one clear reason."""
+    """Roots this engine must not dump: one clear reason."""
     if pid == os.getpid():
         raise CkptError(f"pid {pid} is the dumping process itself")
-    st = proc.stat(pid)
-    if st.flags & 0x00200000:  # PF_KTHREAD
-        raise CkptError(f"pid {pid} ({st.comm}) is a kernel thread")
-    if st.state in "ZX":
-        raise CkptError(f"pid {pid} is a zombie: zombies are dumped from engine part 2 on")
-    if proc.children(pid):
-        raise CkptError(f"pid {pid} has children: process trees are dumped from engine part 2 on")
+    if pid in _ancestors(os.getpid()):
+        raise CkptError(f"pid {pid} is an ancestor of the dumping process: its tree holds us")
+    proc.stat(pid)  # ProcessGone for a pid that does not exist
+
+
+def _ancestors(pid: int) -> set[int]:
+    out: set[int] = set()
+    while pid > 1:
+        pid = proc.stat(pid).ppid
+        out.add(pid)
+    return out
 
 
 def dump(roots: list[int], out: Path, leave_running: bool = False) -> None:
-    """Checkpoint these tasks into the empty (or new) directory `out`; kill them afterwards
-    unless leave_running. A failed dump leaves every task running as it was."""
+    """Checkpoint the trees of these roots into the empty (or new) directory `out`; kill
+    them afterwards unless leave_running. A failed dump leaves every task running as it was."""
     if out.exists() and any(out.iterdir()):
         raise CkptError(f"{out}: the image directory is not empty")
+    if len(set(roots)) != len(roots):
+        raise CkptError(f"a root is given twice: {','.join(map(str, roots))}")
     for pid in roots:
         _refuse(pid)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    frozen: list[Tracee] = []
+    frozen = tree.Frozen()
     try:
         # Every task is stopped before any is read, and stays stopped until all are written.
-        groups: list[tuple[Tracee, list[Tracee]]] = []
-        for pid in roots:
-            frozen.append(Tracee(pid))
-            groups.append((frozen[-1], _freeze_threads(pid, frozen)))
-        for t, others in groups:
-            _dump_task(t, others, out)
-        inv = Inventory(engine_version=VERSION, kernel=os.uname().release, roots=roots, pids=roots,
+        tree.freeze(roots, frozen)
+        table = frozen.table(roots)
+        pipe_data: dict[int, PipeData] = {}
+        for task in frozen.tasks.values():
+            if task.leader is not None:
+                _dump_task(task.leader, task.others, out, pipe_data)
+        images.write(images.path_of(out, "tree"), "tree", [table])
+        images.write(images.path_of(out, "pipes"), "pipes", list(pipe_data.values()))
+        live = [pid for pid, task in frozen.tasks.items() if task.leader is not None]
+        inv = Inventory(engine_version=VERSION, kernel=os.uname().release, roots=roots, pids=live,
                         kinds=sorted(images.KINDS))
         images.write(images.path_of(out, "inventory"), "inventory", [inv])
     except BaseException:
@@ -80,58 +88,10 @@ def dump(roots: list[int], out: Path, leave_running: bool = False) -> None:
             p.unlink()
         if created:
             out.rmdir()
-        _let_go(frozen, strict=False)
+        tree.let_go(frozen.traced, strict=False)
         raise
     if leave_running:
-        _let_go(frozen)
+        tree.let_go(frozen.traced)
     else:
-        # Still stopped: they never run again. Threads come after their leader in `frozen`,
-        # and a traced leader is collected only after its threads.
-        for t in reversed(frozen):
-            t.kill()
-
-
-def _freeze_threads(pid: int, frozen: list[Tracee]) -> list[Tracee]:
-    """Seize every other thread of the process, re-scanning until no new one appears (a
-    thread not yet stopped may still create more)."""
-    seized: dict[int, Tracee] = {}
-    for _ in range(MAX_SCANS):
-        new = [tid for tid in threads.tids(pid) if tid not in seized]
-        if not new:
-            return [seized[tid] for tid in sorted(seized)]
-        for tid in new:
-            try:
-                seized[tid] = Tracee(tid)
-            except ProcessGone:
-                continue  # it exited between the listing and the seizure: not part of the state
-            except PtraceError as e:
-                # An exiting thread refuses the seizure (EPERM); one that is not exiting may not.
-                if e.err == errno.EPERM and _exiting(pid, tid):
-                    continue
-                raise
-            frozen.append(seized[tid])
-    raise CkptError(f"pid {pid} keeps creating threads ({len(seized)} seized after {MAX_SCANS} scans)")
-
-
-def _exiting(pid: int, tid: int) -> bool:
-    """Whether a thread is gone or dying (zombie/dead, or PF_EXITING)."""
-    try:
-        with open(f"/proc/{pid}/task/{tid}/stat") as f:
-            raw = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    rest = raw[raw.rindex(")") + 2:].split()
-    return rest[0] in "ZX" or bool(int(rest[6]) & 0x4)  # PF_EXITING (include/linux/sched.h)
-
-
-def _let_go(frozen: list[Tracee], strict: bool = True) -> None:
-    """Detach every frozen task (each as it was); when strict, the first error is raised
-    (otherwise an error is on its way already and this one would hide it)."""
-    errors: list[BaseException] = []
-    for t in frozen:
-        try:
-            t.detach()
-        except CkptError as e:
-            errors.append(e)
-    if errors and strict:
-        raise errors[0]
+        # Still stopped: they never run again.
+        tree.kill(frozen.traced)

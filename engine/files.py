@@ -1,5 +1,6 @@
-"""File descriptors of plain files, directories and devices, plus cwd, root and umask:
-dump from /proc/PID/{fd,fdinfo}, restore by remote open/dup3/lseek in the task."""
+"""File descriptors of plain files, directories, devices and pipes, plus cwd, root and umask:
+dump from /proc/PID/{fd,fdinfo}, restore by remote open/dup3/lseek in the task (pipes are
+made by the restorer and handed over: engine.pipes)."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,8 @@ import stat
 from pathlib import Path
 
 from engine.errors import CkptError, Unsupported
-from engine.images.files_pb2 import Fd, Files
+from engine import pipes
+from engine.images.files_pb2 import Fd, Files, PipeData
 from engine.mm import Layout, open_in
 from engine.ptrace import Tracee
 from native import ffi, lib
@@ -36,7 +38,7 @@ def _umask(pid: int) -> int:
     return 0o022
 
 
-def dump(pid: int) -> Files:
+def dump(pid: int, pipe_data: dict[int, PipeData]) -> Files:
     """Every fd of the task (refusing kinds not supported yet, by name), cwd, root, umask."""
     out = Files(pid=pid, cwd=os.readlink(f"/proc/{pid}/cwd"), root=os.readlink(f"/proc/{pid}/root"),
                 umask=_umask(pid))
@@ -46,6 +48,14 @@ def dump(pid: int) -> Files:
     for name in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
         fd = int(name)
         link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        if pipes.inode(link):
+            info = _fdinfo(pid, fd)
+            flags = int(info["flags"], 8)
+            entry = Fd(fd=fd, cloexec=bool(flags & os.O_CLOEXEC), path=link, flags=flags & ~os.O_CLOEXEC,
+                       mode=os.stat(f"/proc/{pid}/fd/{fd}").st_mode)
+            pipes.dump(pid, fd, entry, pipe_data)
+            out.fds.append(entry)
+            continue
         if not link.startswith("/"):
             raise Unsupported(f"pid {pid}: fd {fd} is {link}")
         st = os.stat(f"/proc/{pid}/fd/{fd}")
@@ -107,27 +117,46 @@ def _ghost(e: Fd) -> Path:
     return path
 
 
-def restore(t: Tracee, lay: Layout, files: Files) -> None:
-    """Close the stub's fds and open the dumped ones at their numbers, positions and flags."""
+def restore(t: Tracee, lay: Layout, files: Files, made: pipes.Pipes) -> None:
+    """Close the stub's fds and open the dumped ones at their numbers, positions and flags;
+    pipe ends come from the restorer's pipes."""
     t.call("close_range", lib.SYS_close_range, 0, 0xFFFFFFFF, 0)
     ghosts: dict[str, Path] = {}  # one ghost per removed file, however many fds open it
+    hand = pipes.Handover(t, max((e.fd for e in files.fds), default=0) + 1)
     try:
-        _open_all(t, lay, files, ghosts)
+        _open_all(t, lay, files, ghosts, made, hand)
     finally:
         for g in ghosts.values():
             g.unlink()
+    hand.close()
     _cwd_root(t, lay, files)
 
 
-def _open_all(t: Tracee, lay: Layout, files: Files, ghosts: dict[str, Path]) -> None:
+O_TMPFILE = 0o20200000  # __O_TMPFILE | O_DIRECTORY (uapi asm-generic/fcntl.h)
+
+
+def _open_all(t: Tracee, lay: Layout, files: Files, ghosts: dict[str, Path], made: pipes.Pipes,
+              hand: pipes.Handover) -> None:
     """Every fd at its number: a dup shares the description of the fd it copies."""
     for e in files.fds:
         if e.dup:
             t.call(f"dup3({e.dup_of}, {e.fd})", lib.SYS_dup3, e.dup_of, e.fd, os.O_CLOEXEC if e.cloexec else 0)
             continue
+        if e.pipe:
+            got = hand.give(made.end(e))  # close-on-exec, as pidfd_getfd makes it
+            if got != e.fd:
+                t.call(f"dup3({got}, {e.fd})", lib.SYS_dup3, got, e.fd, os.O_CLOEXEC if e.cloexec else 0)
+                t.call(f"close({got})", lib.SYS_close, got)
+            elif not e.cloexec:
+                t.call(f"fcntl({e.fd}, F_SETFD)", lib.SYS_fcntl, e.fd, 2, 0)  # F_SETFD, no FD_CLOEXEC
+            t.call(f"fcntl({e.fd}, F_SETFL)", lib.SYS_fcntl, e.fd, 4, e.flags)  # F_SETFL: O_NONBLOCK...
+            continue
         if e.unlinked and e.path not in ghosts:
             ghosts[e.path] = _ghost(e)
-        got = open_in(t, lay, e.path, e.flags)
+        # A file made with O_TMPFILE keeps that in its flags; reopening by path must not
+        # (O_TMPFILE holds O_DIRECTORY).
+        flags = e.flags & ~O_TMPFILE if stat.S_ISREG(e.mode) else e.flags
+        got = open_in(t, lay, e.path, flags)
         if got != e.fd:
             t.call(f"dup3({got}, {e.fd})", lib.SYS_dup3, got, e.fd, os.O_CLOEXEC)
             t.call(f"close({got})", lib.SYS_close, got)

@@ -94,8 +94,8 @@ def _dump_pages(vma: Vma, pagemap: int, mem: int, pages: BinaryIO) -> list[PageR
 def dump(t: Tracee, out: Path) -> tuple[Mm, list[PageRun]]:
     """The task's areas, mm fields and pages (written to its pages file)."""
     pid = t.pid
-    vmas = [Vma(start=v.start, end=v.end, perms=v.perms, pgoff=v.pgoff, path=v.path, vmflags=v.vmflags)
-            for v in proc.vmas(pid)]
+    vmas = [Vma(start=v.start, end=v.end, perms=v.perms, pgoff=v.pgoff, path=v.path, vmflags=v.vmflags,
+                inode=v.inode) for v in proc.vmas(pid)]
     for v in vmas:
         if v.path.startswith("/SYSV"):
             raise Unsupported(f"pid {pid}: SysV shared memory attached at {v.start:#x}")
@@ -217,8 +217,11 @@ def open_in(t: Tracee, lay: Layout, path: str, flags: int) -> int:
     return t.call(f"open({path})", lib.SYS_open, lay.scratch, flags | os.O_CLOEXEC, 0)
 
 
-def _map_areas(t: Tracee, lay: Layout, mm: Mm) -> None:
-    """Map every dumped area but the kernel's, at its address, with its prot and backing."""
+def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: dict[int, tuple[int, int, int]]) -> None:
+    """Map every dumped area but the kernel's, at its address, with its prot and backing.
+    Anonymous shared memory is made by the first task restored that maps it (recorded in
+    `shared_anon`: inode -> pid, start, end); the others map that same object through
+    /proc/PID/map_files, so the tasks share it again."""
     fds: dict[tuple[str, bool], int] = {}
     try:
         for v in mm.vmas:
@@ -237,9 +240,19 @@ def _map_areas(t: Tracee, lay: Layout, mm: Mm) -> None:
                 if key not in fds:
                     fds[key] = open_in(t, lay, v.path, os.O_RDWR if writes else os.O_RDONLY)
                 t.call(f"mmap({v.path})", lib.SYS_mmap, v.start, size, prot, flags, fds[key], v.pgoff)
+            elif _anon_shared(v) and v.inode in shared_anon:
+                pid, start, end = shared_anon[v.inode]
+                fd = open_in(t, lay, f"/proc/{pid}/map_files/{start:x}-{end:x}", os.O_RDWR)
+                try:
+                    t.call(f"mmap(shared with {pid} at {v.start:#x})", lib.SYS_mmap, v.start, size, prot, flags, fd,
+                           v.pgoff)
+                finally:
+                    t.syscall(lib.SYS_close, fd)
             else:
                 t.call(f"mmap({v.path or 'anon'} at {v.start:#x})", lib.SYS_mmap, v.start, size, prot,
                        flags | mmap.MAP_ANONYMOUS, -1, 0)
+                if _anon_shared(v) and v.inode and v.pgoff == 0:
+                    shared_anon[v.inode] = (t.pid, v.start, v.end)
             for flag in v.vmflags.split():
                 if flag in ADVICE:
                     t.call(f"madvise({flag})", lib.SYS_madvise, v.start, size, ADVICE[flag])
@@ -329,9 +342,10 @@ def _set_mm(t: Tracee, lay: Layout, mm: Mm) -> None:
             t.syscall(lib.SYS_close, exe)
 
 
-def restore(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> None:
+def restore(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path,
+            shared_anon: dict[int, tuple[int, int, int]] | None = None) -> None:
     """Rebuild the address space in the prepared stub: areas, contents, locks, mm fields."""
-    _map_areas(t, lay, mm)
+    _map_areas(t, lay, mm, {} if shared_anon is None else shared_anon)
     _fill(t, lay, mm, runs, pages)
     for v in mm.vmas:
         flags = v.vmflags.split()

@@ -30,6 +30,7 @@ class Area:
     pgoff: int
     path: str
     vmflags: str
+    inode: int = 0
 
 
 def _read(pid: int, name: str) -> str:
@@ -100,6 +101,6 @@ def vmas(pid: int) -> list[Area]:
         elif line.startswith("VmFlags:") and head is not None:
             start, end = (int(x, 16) for x in head[0].split("-"))
             out.append(Area(start, end, head[1], int(head[2], 16), head[5].strip() if len(head) > 5 else "",
-                            line.split(":", 1)[1].strip()))
+                            line.split(":", 1)[1].strip(), int(head[4])))
             head = None
     return out

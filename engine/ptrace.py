@@ -17,7 +17,8 @@ NO_SYSCALL = (1 << 64) - 1  # orig_rax = -1: the kernel's restart logic leaves r
 ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
 SYSCALL_STOP = signal.SIGTRAP | 0x80  # PTRACE_O_TRACESYSGOOD
 WALL = getattr(lib, "__WALL")
-SYS_MMAP, SYS_MUNMAP = 9, 11  # spelled out: inside a class, lib.__WALL would be name-mangled
+SYS_MMAP, SYS_MUNMAP = 9, 11
+STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)  # spelled out: inside a class, lib.__WALL would be name-mangled
 
 
 def _signed(v: int) -> int:
@@ -31,6 +32,7 @@ class Tracee:
         self.pid = pid
         self.spawned: list[int] = []  # tasks our remote clone3 calls created (auto-attached)
         self._syscall_at: int | None = None
+        self.stop_signal = 0  # the signal of the group stop it was in when seized
         self._mem: int | None = None
         if not adopted:
             # SUSPEND_SECCOMP: the task's filters must not judge our remote syscalls.
@@ -89,10 +91,14 @@ class Tracee:
         for _ in range(64):
             st = self._wait()
             if (st >> 16) == lib.PTRACE_EVENT_STOP:
+                # A task in group stop reports it here with its stop signal (else SIGTRAP).
+                sig = os.WSTOPSIG(st)
+                self.stop_signal = sig if sig in STOP_SIGNALS else 0
                 return
-            # A signal-delivery-stop came first: let the task have its signal, stop again.
+            # A signal-delivery-stop came first: let the task have its signal. Our INTERRUPT
+            # is still pending (the kernel keeps JOBCTL_TRAP_STOP until the trap fires) and
+            # stops it next; a second INTERRUPT would leave a stray trap for later.
             self._ptrace(lib.PTRACE_CONT, "CONT", data=os.WSTOPSIG(st))
-            self._ptrace(lib.PTRACE_INTERRUPT, "INTERRUPT")
         raise CkptError(f"pid {self.pid} keeps receiving signals; cannot stop it")
 
     # --- registers and memory ----------------------------------------------------------------
@@ -191,6 +197,13 @@ class Tracee:
         for stop in ("entry", "exit"):
             self._ptrace(lib.PTRACE_SYSCALL, "SYSCALL")
             st = self._wait()
+            for _ in range(4):
+                if stop == "exit" or (st >> 16) != lib.PTRACE_EVENT_STOP:
+                    break
+                # A second trap of the seizure (a task seized in group stop is trapped once
+                # by the seizure and once by our INTERRUPT): it fires here, before the call.
+                self._ptrace(lib.PTRACE_SYSCALL, "SYSCALL")
+                st = self._wait()
             while (st >> 16) in (lib.PTRACE_EVENT_CLONE, lib.PTRACE_EVENT_FORK):
                 # Our clone3 made a task (traced from birth): note it and go on to the exit.
                 msg = ffi.new("unsigned long *")

@@ -1,26 +1,28 @@
-"""Restore of processes without children (any number of threads): each comes back as a child
-of the caller with its own pid (clone3 set_tid), rebuilt by remote syscalls in a stub, then
-detached. A failed restore leaves no process behind."""
+"""Restore of process trees: a planner turns the dumped table into a plan, the validator
+proves it, the native executor builds the tree with exact pids (parked stubs, zombies), then
+each live task is rebuilt by remote syscalls in its stub and all are let go together; the
+roots come back as children of the caller. A failed restore leaves no process behind."""
 from __future__ import annotations
 
-import errno
 import os
-import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from google.protobuf.message import Message
 
-from engine import cpu, files, images, mm, signals, threads
+from engine import cpu, execute, files, images, mm, signals, threads
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
-from engine.images.files_pb2 import Files
+from engine.images.files_pb2 import Files, PipeData
 from engine.images.inventory_pb2 import Inventory
 from engine.images.mm_pb2 import Mm, PageRun
+from engine.images.tree_pb2 import Tree
 from engine.parts import PARTS
+from engine.pipes import Pipes
+from engine.plan import Plan, Table, TaskRow
 from engine.ptrace import Tracee
-from native import ffi, lib
 
 M = TypeVar("M", bound=Message)
 
@@ -46,11 +48,30 @@ def _one(directory: Path, kind: str, pid: int | None, of: type[M]) -> M:
     return entries[0]
 
 
-def load(directory: Path) -> tuple[list[int], dict[int, TaskImages]]:
-    """The roots and every task's images; a missing or damaged image is an error here."""
+def table_of(tree: Tree) -> Table:
+    """The planner's table from the tree image."""
+    rows = {e.pid: TaskRow(pid=e.pid, ppid=e.ppid, pgid=e.pgid, sid=e.sid, zombie=e.zombie, status=e.status,
+                           subreaper=e.subreaper, stopped=e.stopped, nspids=tuple(e.nspids),
+                           threads=max(len(e.tids), 1), sigmasks=(e.sig_blocked, e.sig_ignored, e.sig_caught), comm=e.comm)
+            for e in tree.tasks}
+    return Table(rows, tree.outer_sid, tree.outer_pgid)
+
+
+def load_pipes(directory: Path) -> list[PipeData]:
+    """Queued contents of every pipe a task held."""
+    return images.read(images.path_of(directory, "pipes"), "pipes")[1]
+
+
+def load(directory: Path) -> tuple[list[int], dict[int, TaskImages], Table]:
+    """The roots, every live task's images and the process table; a missing or damaged image
+    is an error here."""
     if not (directory / "inventory.img").exists():
         raise CkptError(f"{directory}: no inventory.img (not a checkpoint directory?)")
     inv = _one(directory, "inventory", None, Inventory)
+    table = table_of(_one(directory, "tree", None, Tree))
+    if set(inv.pids) != {p for p, r in table.rows.items() if not r.zombie}:
+        raise images.ImageError(str(images.path_of(directory, "tree")), 0,
+                                "its live tasks are not the inventory's")
     tasks: dict[int, TaskImages] = {}
     for pid in inv.pids:
         _, runs = images.read(images.path_of(directory, "pagemap", pid), "pagemap")
@@ -63,31 +84,16 @@ def load(directory: Path) -> tuple[list[int], dict[int, TaskImages]]:
         tasks[pid] = TaskImages(_one(directory, "core", pid, Core), _one(directory, "mm", pid, Mm), runs,
                                 _one(directory, "files", pid, Files), pages,
                                 {p.KIND: _one(directory, p.KIND, pid, images.KINDS[p.KIND].message) for p in PARTS})
-    return list(inv.roots), tasks
+    return list(inv.roots), tasks, table
 
 
-def _spawn(pid: int) -> int:
-    """A stub child with exactly this pid."""
-    tids = ffi.new("int[]", [pid])
-    got = int(lib.ckpt_clone_stub(tids, 1, 0))
-    if got == -errno.EEXIST:
-        raise CkptError(f"pid {pid} is already taken: cannot restore it with its pid")
-    if got < 0:
-        raise CkptError(f"clone3 with set_tid={pid}: {os.strerror(-got)}")
-    return got
-
-
-def _rebuild(t: Tracee, img: TaskImages) -> list[Tracee]:
+def _rebuild(t: Tracee, img: TaskImages, made: Pipes, shared_anon: dict[int, tuple[int, int, int]]) -> list[Tracee]:
     """Turn the stub into the dumped task; return its other threads (stopped, traced)."""
     core = img.core
     cpu.unregister_rseq(t)
     lay = mm.prepare(t, img.mm)
-    mm.restore(t, lay, img.mm, img.runs, img.pages)
-    files.restore(t, lay, img.files)
-    if core.sid == core.pid:
-        t.call("setsid", lib.SYS_setsid)
-    elif core.pgid == core.pid:
-        t.call("setpgid", lib.SYS_setpgid, 0, 0)
+    mm.restore(t, lay, img.mm, img.runs, img.pages, shared_anon)
+    files.restore(t, lay, img.files, made)  # sessions and groups: the plan made them
     threads.set_name(t, lay, core.comm)
     signals.restore(t, lay, core)
     # Threads before the parts: creating one with its tid needs privileges creds may drop;
@@ -103,33 +109,51 @@ def _rebuild(t: Tracee, img: TaskImages) -> list[Tracee]:
     return others
 
 
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
+def _await_free(table: Table, timeout: float = 2.0) -> None:
+    """Give the dumped tasks' own corpses a moment: right after a dump the killed tree's
+    zombies hold its pids until their new parent reaps them."""
+    deadline = time.monotonic() + timeout
+    for pid in {n for r in table.rows.values() for n in (r.pid, r.pgid, r.sid)}:
+        while execute.dead_but_there(pid) and time.monotonic() < deadline:
+            time.sleep(0.002)
 
 
-def restore(directory: Path) -> list[int]:
+def restore(directory: Path, planner: str | None = None) -> list[int]:
     """Restore every task of the checkpoint; return the roots' pids in dump order."""
-    roots, tasks = load(directory)
-    made: list[int] = []
-    traced: list[Tracee] = []
+    roots, tasks, table = load(directory)
+    from engine import planners  # entry points are looked up only when restoring
+
+    plan = planners.make_plan(table, planner)
+    _await_free(table)
+    made = Pipes(load_pipes(directory))
     try:
-        for pid in roots:
-            made.append(_spawn(tasks[pid].core.pid))
-            t = Tracee(made[-1])
-            traced.append(t)
-            traced += _rebuild(t, tasks[pid])
-        # Every task is whole before any runs again.
+        return _build(roots, tasks, table, plan, made)
+    finally:
+        made.close()
+
+
+def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: Plan, made: Pipes) -> list[int]:
+    """Run the plan, rebuild every live task, let all go together."""
+    pids = execute.run(plan, table)
+    traced: list[Tracee] = []
+    shared_anon: dict[int, tuple[int, int, int]] = {}  # anonymous shared memory made so far
+    try:
+        for pid, row in table.rows.items():
+            if not row.zombie:
+                t = Tracee(pids[pid])
+                traced.append(t)
+                traced += _rebuild(t, tasks[pid], made, shared_anon)
+        # Every task is whole before any runs again; a stopped one gets its stop signal
+        # queued first, so it stops again before it runs a single instruction of its own.
         for t in traced:
+            stopped = table.rows[t.pid].stopped if t.pid in table.rows else 0
+            if stopped:
+                os.kill(t.pid, stopped)
             t.detach()
     except BaseException:
         # Threads before their leader: a traced leader is collected only after them.
         for t in reversed(traced):
             t.kill()
-        for pid in made:
-            _kill(pid)
+        execute.kill(pids)
         raise
-    return made
+    return [pids[r] for r in roots]

@@ -65,10 +65,23 @@ def restore(t: Tracee, lay: Layout, core: Core) -> None:
     """Sigactions and sigaltstack by remote calls, then the queued signals. The stub keeps every
     signal blocked (and the tracer too) until detach sets the dumped mask, so none is
     delivered while the task is being rebuilt."""
+    _flush(t, lay)
     for a in core.sigactions:
         t.write(lay.scratch, KSIGACTION.pack(a.handler, a.flags, a.restorer, a.mask))
         _call(t, f"rt_sigaction({a.sig})", SYS_RT_SIGACTION, a.sig, lay.scratch, 0, SIGSET)
     restore_thread(t, lay, core.altstack, list(core.pending))
+
+
+def _flush(t: Tracee, lay: Layout) -> None:
+    """Drop what the stub was sent while the plan ran (SIGCHLD of its helpers and zombies):
+    the task must get back its own queue only."""
+    queued = pending(t)
+    if not queued:
+        return
+    t.write(lay.scratch, struct.pack("<QQQ", (1 << 64) - 1, 0, 0))  # every signal; timeout 0
+    for _ in queued:
+        if t.syscall(lib.SYS_rt_sigtimedwait, lay.scratch, 0, lay.scratch + 8, SIGSET) < 0:
+            break
 
 
 def dump_altstack(t: Tracee, buf: int) -> SigAltStack:

@@ -9,7 +9,8 @@ File grammar (all integers little-endian):
                                                     PageRun entries, in order; absent and zero
                                                     pages are not stored)
 
-Files of a checkpoint directory: inventory.img (one Inventory), and per task
+Files of a checkpoint directory: inventory.img (one Inventory), tree.img (one Tree: every
+task, live or zombie, parents first), pipes.img (PipeData entries: queued pipe contents), and per live task
 core-PID.img (one Core), mm-PID.img (one Mm), pagemap-PID.img (PageRun entries),
 pages-PID.img, files-PID.img (one Files), task-PID.img (one Task) and timers-PID.img (one Timers). The generated *_pb2 modules come from the .proto files beside this one
 by `python -m engine.images.generate`; a test proves they are current.
@@ -26,11 +27,12 @@ from google.protobuf.message import DecodeError, Message
 
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
-from engine.images.files_pb2 import Files
+from engine.images.files_pb2 import Files, PipeData
 from engine.images.inventory_pb2 import Inventory
 from engine.images.mm_pb2 import Mm, PageRun
 from engine.images.task_pb2 import Task
 from engine.images.timers_pb2 import Timers
+from engine.images.tree_pb2 import Tree
 
 MAGIC = b"CKPT"
 VERSION = 1
@@ -68,6 +70,8 @@ KINDS = {k.name: k for k in (
     Kind("files", 0x31534946, Files, "files-{pid}.img"),  # "FIS1"
     Kind("task", 0x31534154, Task, "task-{pid}.img"),  # "TAS1"
     Kind("timers", 0x31524D54, Timers, "timers-{pid}.img"),  # "TMR1"
+    Kind("tree", 0x31455254, Tree, "tree.img"),  # "TRE1"
+    Kind("pipes", 0x31455050, PipeData, "pipes.img"),  # "PPE1"
 )}
 BY_MAGIC = {k.magic: k for k in KINDS.values()}
 

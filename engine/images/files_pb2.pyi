@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Fd(_message.Message):
-    __slots__ = ("fd", "cloexec", "path", "flags", "pos", "mode", "unlinked", "contents", "dup", "dup_of")
+    __slots__ = ("fd", "cloexec", "path", "flags", "pos", "mode", "unlinked", "contents", "dup", "dup_of", "pipe")
     FD_FIELD_NUMBER: _ClassVar[int]
     CLOEXEC_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class Fd(_message.Message):
     CONTENTS_FIELD_NUMBER: _ClassVar[int]
     DUP_FIELD_NUMBER: _ClassVar[int]
     DUP_OF_FIELD_NUMBER: _ClassVar[int]
+    PIPE_FIELD_NUMBER: _ClassVar[int]
     fd: int
     cloexec: bool
     path: str
@@ -28,7 +29,8 @@ class Fd(_message.Message):
     contents: bytes
     dup: bool
     dup_of: int
-    def __init__(self, fd: _Optional[int] = ..., cloexec: _Optional[bool] = ..., path: _Optional[str] = ..., flags: _Optional[int] = ..., pos: _Optional[int] = ..., mode: _Optional[int] = ..., unlinked: _Optional[bool] = ..., contents: _Optional[bytes] = ..., dup: _Optional[bool] = ..., dup_of: _Optional[int] = ...) -> None: ...
+    pipe: int
+    def __init__(self, fd: _Optional[int] = ..., cloexec: _Optional[bool] = ..., path: _Optional[str] = ..., flags: _Optional[int] = ..., pos: _Optional[int] = ..., mode: _Optional[int] = ..., unlinked: _Optional[bool] = ..., contents: _Optional[bytes] = ..., dup: _Optional[bool] = ..., dup_of: _Optional[int] = ..., pipe: _Optional[int] = ...) -> None: ...
 
 class Files(_message.Message):
     __slots__ = ("pid", "fds", "cwd", "root", "umask")
@@ -43,3 +45,13 @@ class Files(_message.Message):
     root: str
     umask: int
     def __init__(self, pid: _Optional[int] = ..., fds: _Optional[_Iterable[_Union[Fd, _Mapping]]] = ..., cwd: _Optional[str] = ..., root: _Optional[str] = ..., umask: _Optional[int] = ...) -> None: ...
+
+class PipeData(_message.Message):
+    __slots__ = ("id", "size", "data")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    size: int
+    data: bytes
+    def __init__(self, id: _Optional[int] = ..., size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...

@@ -7,20 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Vma(_message.Message):
-    __slots__ = ("start", "end", "perms", "pgoff", "path", "vmflags")
+    __slots__ = ("start", "end", "perms", "pgoff", "path", "vmflags", "inode")
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     PERMS_FIELD_NUMBER: _ClassVar[int]
     PGOFF_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     VMFLAGS_FIELD_NUMBER: _ClassVar[int]
+    INODE_FIELD_NUMBER: _ClassVar[int]
     start: int
     end: int
     perms: str
     pgoff: int
     path: str
     vmflags: str
-    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., perms: _Optional[str] = ..., pgoff: _Optional[int] = ..., path: _Optional[str] = ..., vmflags: _Optional[str] = ...) -> None: ...
+    inode: int
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., perms: _Optional[str] = ..., pgoff: _Optional[int] = ..., path: _Optional[str] = ..., vmflags: _Optional[str] = ..., inode: _Optional[int] = ...) -> None: ...
 
 class Mm(_message.Message):
     __slots__ = ("pid", "vmas", "start_code", "end_code", "start_data", "end_data", "start_brk", "brk", "start_stack", "arg_start", "arg_end", "env_start", "env_end", "auxv", "exe")

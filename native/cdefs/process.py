@@ -11,37 +11,6 @@ INCLUDES = """
 #include <sys/syscall.h>
 #include "compat.h"
 
-/* clone3's argument block (uapi/linux/sched.h, CLONE_ARGS_SIZE_VER2); the headers are older. */
-struct ckpt_clone_args {
-    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
-        set_tid, set_tid_size, cgroup;
-};
-
-/* A restore stub: a child with exactly the pids asked for (clone3 set_tid, innermost pid
- * namespace first), which blocks every signal and sleeps until the tracer rebuilds it. It is
- * a fork of a possibly multithreaded interpreter, so it calls nothing but raw syscalls.
- * Returns the pid (in our namespace), or -errno. */
-static long ckpt_clone_stub(const int *tids, int ntids, unsigned long long flags)
-{
-    struct ckpt_clone_args a;
-    memset(&a, 0, sizeof(a));
-    a.flags = flags;
-    a.exit_signal = SIGCHLD;
-    a.set_tid = (uintptr_t)tids;
-    a.set_tid_size = (uint64_t)ntids;
-    long pid = syscall(__NR_clone3, &a, sizeof(a));
-    if (pid < 0)
-        return -errno;
-    if (pid == 0) {
-        uint64_t all = ~0ULL;
-        syscall(__NR_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof(all));
-        /* The restorer died before finishing: go with it. */
-        syscall(__NR_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-        for (;;)
-            syscall(__NR_pause);
-    }
-    return pid;
-}
 """
 
 CDEF = """
@@ -75,14 +44,6 @@ CDEF = """
 #define MREMAP_FIXED ...
 #define MADV_POPULATE_WRITE ...
 
-#define MAP_FIXED ...
-#define MAP_FIXED_NOREPLACE ...
-#define MAP_GROWSDOWN ...
-#define MREMAP_MAYMOVE ...
-#define MREMAP_FIXED ...
-#define MADV_POPULATE_WRITE ...
-
-long ckpt_clone_stub(const int *tids, int ntids, unsigned long long flags);
 int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
           unsigned long arg5);
 int unshare(int flags);

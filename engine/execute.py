@@ -1,0 +1,166 @@
+"""Run a validated plan for real with the native executor: the tree's processes exist, with
+their pids, parents, groups, sessions and zombies; live tasks are parked stubs. A failure
+kills and reaps every process the plan made."""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from typing import Any
+
+from engine.errors import CkptError
+from engine.plan import RESTORER, Exit, Fork, Plan, Reap, Setpgid, Setsid, Subreaper, Table, Wait, _op_text
+from native import ffi, lib
+
+TIMEOUT_MS = 30_000
+
+
+def _actors(plan: Plan) -> list[int]:
+    """Actor keys in executor order: the restorer first."""
+    return [RESTORER] + sorted(a for a in plan.ops if a != RESTORER)
+
+
+def _encode(plan: Plan, table: Table, order: list[int]) -> tuple[Any, Any]:
+    """The plan as the executor's arrays of actors and operations."""
+    index = {key: i for i, key in enumerate(order)}
+    for actor in plan.ops.values():
+        for op in actor:
+            if isinstance(op, Fork) and op.pid not in index:
+                index[op.pid] = len(order)
+                order.append(op.pid)  # a task with nothing to do but be
+    actors = ffi.new("struct ckpt_plan_actor[]", len(order))
+    flat: list[tuple[int, int, int]] = []
+    for i, key in enumerate(order):
+        ops = plan.ops.get(key, [])
+        actors[i].first, actors[i].nops = len(flat), len(ops)
+        row = table.rows.get(key)
+        levels = list(reversed(row.nspids or (key,))) if row else ([key] if key > 0 else [])
+        if len(levels) > lib.CKPT_PLAN_LEVELS:
+            raise CkptError(f"pid {key} is {len(levels)} pid namespaces deep: at most {lib.CKPT_PLAN_LEVELS}")
+        actors[i].nlevels = len(levels)
+        if row and row.zombie:
+            actors[i].blocked, actors[i].ignored, actors[i].caught = row.sigmasks
+            actors[i].comm = row.comm.encode(errors="replace")[:15]
+        for j, tid in enumerate(levels):
+            actors[i].tids[j] = tid
+        for op in ops:
+            flat.append(_code(op, index))
+    raw = ffi.new("struct ckpt_plan_op[]", max(len(flat), 1))
+    for j, (kind, a, b) in enumerate(flat):
+        raw[j].kind, raw[j].a, raw[j].b = kind, a, b
+    return actors, raw
+
+
+def _code(op: object, index: dict[int, int]) -> tuple[int, int, int]:
+    match op:
+        case Fork(pid, clone_parent):
+            return lib.CKPT_OP_FORK, index[pid], int(clone_parent)
+        case Setsid():
+            return lib.CKPT_OP_SETSID, 0, 0
+        case Setpgid(pgid):
+            return lib.CKPT_OP_SETPGID, pgid, 0
+        case Subreaper(on):
+            return lib.CKPT_OP_SUBREAPER, int(on), 0
+        case Wait(pid, step):
+            return lib.CKPT_OP_WAIT, index[pid], step
+        case Exit(status):
+            return lib.CKPT_OP_EXIT, status, 0
+        case Reap(pid):
+            return lib.CKPT_OP_REAP, index[pid], 0
+    raise TypeError(op)
+
+
+def run(plan: Plan, table: Table) -> dict[int, int]:
+    """Build the tree; return every actor's pid (as we see it) by key."""
+    order = _actors(plan)
+    actors, ops = _encode(plan, table, order)
+    n = len(order)
+    # Orphans of the plan's helpers that belong to no task of the tree come to us, and so
+    # does everything a failure leaves behind: we reap it.
+    was = ffi.new("int *")
+    lib.prctl(lib.PR_GET_CHILD_SUBREAPER, int(ffi.cast("uintptr_t", was)), 0, 0, 0)
+    lib.prctl(lib.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    try:
+        rc = lib.ckpt_plan_run(actors, n, ops, len(ops), TIMEOUT_MS)
+        pids = {key: int(actors[i].pid) for i, key in enumerate(order)}
+        try:
+            if rc == 0:
+                _await_zombies(plan, pids)
+                return pids
+            why = _failure(plan, order, actors) if rc == -1 else f"the plan did not finish in {TIMEOUT_MS} ms"
+            raise CkptError(f"restore plan: {why}")
+        except BaseException:
+            kill(pids)  # while we are still the subreaper of what it leaves
+            raise
+    finally:
+        lib.prctl(lib.PR_SET_CHILD_SUBREAPER, was[0], 0, 0, 0)
+
+
+def _failure(plan: Plan, order: list[int], actors: Any) -> str:
+    """The first actor that failed, its step and why, in one line."""
+    for i, key in enumerate(order):
+        a = actors[i]
+        if a.err:
+            op = plan.ops[key][a.step]
+            who = "the restorer" if key == RESTORER else f"{'helper' if key in plan.helpers else 'task'} {key}"
+            if isinstance(op, Fork) and a.err == errno.EEXIST:
+                return f"pid {op.pid} is already taken: cannot restore it with its pid"
+            return f"{who}, step {a.step + 1} ({_op_text(op)}): {os.strerror(a.err)}"
+    return "an actor failed without saying why"
+
+
+def _await_zombies(plan: Plan, pids: dict[int, int]) -> None:
+    """Every actor that ends by exiting is a zombie (or reaped) before its state is read."""
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    for key, ops in plan.ops.items():
+        if ops and isinstance(ops[-1], Exit):
+            while not _dead(pids[key]):
+                if time.monotonic() > deadline:
+                    raise CkptError(f"restore plan: {key} did not exit")
+                time.sleep(0.0005)
+
+
+def _dead(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            raw = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return raw[raw.rindex(")") + 2] in "ZX"
+
+
+def dead_but_there(pid: int) -> bool:
+    """A zombie (or a task being reaped) still holding its pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            raw = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return raw[raw.rindex(")") + 2] in "ZX"
+
+
+def kill(pids: dict[int, int]) -> None:
+    """SIGKILL every process the plan made and reap what comes to us (its roots, and orphans
+    since we were their subreaper); the rest is reaped by its own subreaper."""
+    made = {p for k, p in pids.items() if k != RESTORER and p > 0}
+    for pid in made:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while made and time.monotonic() < deadline:
+        for pid in list(made):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG | getattr(os, "__WALL", 0x40000000))
+            except ChildProcessError:
+                # Not ours: gone, or a zombie its own subreaper collects; else its parent
+                # (killed too) is still exiting and it comes to us next.
+                if _dead(pid):
+                    made.discard(pid)
+                continue
+            if done:
+                made.discard(pid)
+        if made:
+            time.sleep(0.001)

@@ -1,0 +1,350 @@
+/* The restore plan executor: builds a process tree by running each actor's operations
+ * (engine/plan.py gives their semantics) in the actor itself, with exact pids (clone3
+ * set_tid). Actors share one MAP_SHARED table to follow each other's progress (futexes).
+ *
+ * Every actor but the caller is a fork of a possibly multithreaded interpreter: from the
+ * fork on it calls nothing but raw syscalls (no malloc, no stdio, no locks). A live actor
+ * ends parked (every signal blocked, in pause) for the restorer to seize and rebuild. An
+ * actor that fails records errno and its step, raises `failed` and parks: the caller kills
+ * every actor it knows of. Included by ffi_build through the `plan` cdefs topic. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CKPT_PLAN_LEVELS 8
+
+enum {
+	CKPT_OP_FORK = 1,	/* a: actor index, b: 1 for CLONE_PARENT */
+	CKPT_OP_SETSID,
+	CKPT_OP_SETPGID,	/* a: pgid (0: its own pid) */
+	CKPT_OP_SUBREAPER,	/* a: on */
+	CKPT_OP_WAIT,		/* a: actor index, b: step */
+	CKPT_OP_EXIT,		/* a: wait status */
+	CKPT_OP_REAP,		/* a: actor index */
+};
+
+struct ckpt_plan_op {
+	int kind, a, b;
+};
+
+struct ckpt_plan_actor {
+	int first, nops;	/* its operations: ops[first .. first + nops) */
+	int nlevels;		/* pids given, innermost first; 0: any free pid */
+	int tids[CKPT_PLAN_LEVELS];
+	int pid;		/* as its creator sees it, once made */
+	int done;		/* operations completed (a futex word) */
+	int err, step;		/* on failure: errno and the failing operation's index */
+	uint64_t blocked, ignored, caught;	/* an exiting actor's signal state to die with */
+	char comm[16];				/* and its name ("" to keep ours) */
+};
+
+struct ckpt_plan_shared {
+	int failed;		/* a futex word too: raised once, never lowered */
+	int finished;		/* actors (caller excluded) that completed their list */
+	int nactors, nops;
+	struct ckpt_plan_actor actors[];	/* then the operations */
+};
+
+static struct ckpt_plan_op *plan_ops(struct ckpt_plan_shared *s)
+{
+	return (struct ckpt_plan_op *)&s->actors[s->nactors];
+}
+
+static void plan_futex_wait(int *word, int seen, long ns)
+{
+	struct timespec ts = { 0, ns };
+
+	syscall(SYS_futex, word, FUTEX_WAIT, seen, &ts, NULL, 0);
+}
+
+static void plan_futex_wake(int *word)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE, 0x7fffffff, NULL, NULL, 0);
+}
+
+static void plan_bump(int *word)
+{
+	__atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
+	plan_futex_wake(word);
+}
+
+/* Whether task `pid` (as we see it) is a zombie or gone: /proc/PID/stat, read raw. */
+static int plan_dead(int pid)
+{
+	char path[32] = "/proc/", digits[12], buf[512];
+	int n = 0, i = 6, fd;
+	long len;
+	char *p;
+
+	do {
+		digits[n++] = (char)('0' + pid % 10);
+		pid /= 10;
+	} while (pid);
+	while (n)
+		path[i++] = digits[--n];
+	memcpy(path + i, "/stat", 6);
+	fd = (int)syscall(SYS_open, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 1;
+	len = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
+	syscall(SYS_close, fd);
+	if (len <= 0)
+		return 1;
+	buf[len] = 0;
+	p = strrchr(buf, ')');
+	return !p || p[2] == 'Z' || p[2] == 'X';
+}
+
+static void plan_park(void)
+{
+	for (;;)
+		syscall(SYS_pause);
+}
+
+static void plan_fail(struct ckpt_plan_shared *s, struct ckpt_plan_actor *me, int step, int err)
+{
+	me->err = err;
+	me->step = step;
+	__atomic_store_n(&s->failed, 1, __ATOMIC_SEQ_CST);
+	plan_futex_wake(&s->failed);
+}
+
+/* Wait for actor `who` to have done `step` operations; when that step is its exit, until
+ * it is a zombie (its children are reparented by then). Returns 0, or -1 on failure. */
+static int plan_wait(struct ckpt_plan_shared *s, int who, int step)
+{
+	struct ckpt_plan_actor *a = &s->actors[who];
+	int seen;
+
+	while ((seen = __atomic_load_n(&a->done, __ATOMIC_SEQ_CST)) < step) {
+		if (__atomic_load_n(&s->failed, __ATOMIC_SEQ_CST))
+			return -1;
+		plan_futex_wait(&a->done, seen, 20 * 1000 * 1000);
+	}
+	if (a->nops == step && plan_ops(s)[a->first + step - 1].kind == CKPT_OP_EXIT) {
+		while (!plan_dead(__atomic_load_n(&a->pid, __ATOMIC_SEQ_CST))) {
+			if (__atomic_load_n(&s->failed, __ATOMIC_SEQ_CST))
+				return -1;
+			plan_futex_wait(&s->failed, 0, 200 * 1000);
+		}
+	}
+	return 0;
+}
+
+/* The signal state a zombie shows in /proc (SigBlk, SigIgn, SigCgt): dispositions (a
+ * caught signal gets some handler: it never runs) and the mask. */
+static void plan_zombie_signals(const struct ckpt_plan_actor *a)
+{
+	int sig;
+
+	for (sig = 1; sig <= 64; sig++) {
+		uint64_t bit = 1ULL << (sig - 1), act[4] = { 0, 0, 0, 0 };
+
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		if (a->ignored & bit)
+			act[0] = (uint64_t)(uintptr_t)SIG_IGN;
+		else if (a->caught & bit)
+			act[0] = (uint64_t)(uintptr_t)plan_park;
+		syscall(SYS_rt_sigaction, sig, act, NULL, sizeof(uint64_t));
+	}
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &a->blocked, NULL, sizeof(a->blocked));
+}
+
+static void plan_exit(const struct ckpt_plan_actor *a, int status)
+{
+	int sig = status & 0x7f;
+
+	if (a->comm[0])
+		syscall(SYS_prctl, PR_SET_NAME, a->comm, 0, 0, 0);
+	plan_zombie_signals(a);
+
+	if (sig) {
+		/* Killed by `sig`: its default action, unblocked; no core file (the status
+		 * must not gain the core bit). */
+		uint64_t act[4] = { 0, 0, 0, 0 }, mask = 1ULL << (sig - 1);
+
+		syscall(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
+		syscall(SYS_rt_sigaction, sig, act, NULL, sizeof(uint64_t));
+		syscall(SYS_kill, syscall(SYS_getpid), sig);
+		syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &mask, NULL, sizeof(mask));
+	}
+	syscall(SYS_exit_group, (status >> 8) & 0xff);
+}
+
+static long plan_clone(struct ckpt_plan_actor *child, int clone_parent)
+{
+	uint64_t a[11];
+
+	memset(a, 0, sizeof(a));
+	a[0] = clone_parent ? CLONE_PARENT : 0;		/* flags */
+	a[4] = clone_parent ? 0 : SIGCHLD;		/* exit_signal (CLONE_PARENT takes ours) */
+	a[8] = (uintptr_t)child->tids;			/* set_tid */
+	a[9] = (uint64_t)child->nlevels;		/* set_tid_size */
+	return syscall(SYS_clone3, a, sizeof(a));
+}
+
+static void plan_actor(struct ckpt_plan_shared *s, int me);
+
+/* One operation of actor `me`; returns 0 or an errno. */
+static int plan_step(struct ckpt_plan_shared *s, int me, const struct ckpt_plan_op *op)
+{
+	long rc = 0;
+	int st;
+
+	switch (op->kind) {
+	case CKPT_OP_FORK:
+		rc = plan_clone(&s->actors[op->a], op->b);
+		if (rc == 0)
+			plan_actor(s, op->a);	/* never returns */
+		if (rc > 0)
+			__atomic_store_n(&s->actors[op->a].pid, (int)rc, __ATOMIC_SEQ_CST);
+		break;
+	case CKPT_OP_SETSID:
+		rc = syscall(SYS_setsid);
+		break;
+	case CKPT_OP_SETPGID:
+		rc = syscall(SYS_setpgid, 0, op->a);
+		break;
+	case CKPT_OP_SUBREAPER:
+		rc = syscall(SYS_prctl, PR_SET_CHILD_SUBREAPER, op->a, 0, 0, 0);
+		break;
+	case CKPT_OP_WAIT:
+		return plan_wait(s, op->a, op->b) ? ECANCELED : 0;
+	case CKPT_OP_EXIT:
+		break;	/* done by the caller of plan_step, after its progress is published */
+	case CKPT_OP_REAP:
+		if (plan_wait(s, op->a, s->actors[op->a].nops))
+			return ECANCELED;
+		do
+			rc = syscall(SYS_wait4, s->actors[op->a].pid, &st, __WALL, NULL);
+		while (rc < 0 && errno == EINTR);
+		break;
+	default:
+		return EINVAL;
+	}
+	return rc < 0 ? errno : 0;
+}
+
+/* The life of a forked actor: every signal blocked, its operations, then parked. */
+static void plan_actor(struct ckpt_plan_shared *s, int me)
+{
+	struct ckpt_plan_actor *a = &s->actors[me];
+	uint64_t all = ~0ULL;
+	int i, err;
+
+	int zero = 0;
+
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof(all));
+	/* Our creator stores our pid as it sees it; until then, ours will do. */
+	__atomic_compare_exchange_n(&a->pid, &zero, (int)syscall(SYS_getpid), 0,
+				    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+	for (i = 0; i < a->nops; i++) {
+		const struct ckpt_plan_op *op = &plan_ops(s)[a->first + i];
+
+		if (__atomic_load_n(&s->failed, __ATOMIC_SEQ_CST))
+			plan_park();
+		err = plan_step(s, me, op);
+		if (err) {
+			plan_fail(s, a, i, err);
+			plan_park();
+		}
+		plan_bump(&a->done);
+		if (op->kind == CKPT_OP_EXIT) {
+			plan_bump(&s->finished);
+			plan_exit(a, op->a);
+		}
+	}
+	plan_bump(&s->finished);
+	plan_park();
+}
+
+static long plan_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* Run a plan: actor 0 is the caller (it may only fork, wait and reap, and never blocks for
+ * long: a failure elsewhere must reach it). Returns 0 once every other actor completed its
+ * list, -1 if one failed (its err/step say why), -ETIMEDOUT. `actors` gets the pids,
+ * progress and errors back. */
+static int ckpt_plan_run(struct ckpt_plan_actor *actors, int nactors,
+			 const struct ckpt_plan_op *ops, int nops, int timeout_ms)
+{
+	size_t size = sizeof(struct ckpt_plan_shared) + nactors * sizeof(*actors) + nops * sizeof(*ops);
+	long deadline = plan_now_ms() + timeout_ms;
+	struct ckpt_plan_shared *s;
+	int i, rc = 0, seen;
+
+	s = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (s == MAP_FAILED)
+		return -errno;
+	s->nactors = nactors;
+	s->nops = nops;
+	memcpy(s->actors, actors, nactors * sizeof(*actors));
+	memcpy(plan_ops(s), ops, nops * sizeof(*ops));
+
+	for (i = 0; i < s->actors[0].nops && !rc; i++) {
+		const struct ckpt_plan_op *op = &plan_ops(s)[s->actors[0].first + i];
+		int err;
+
+		if (op->kind == CKPT_OP_WAIT || op->kind == CKPT_OP_REAP) {
+			/* Polled, so that a failure or the deadline gets us out. */
+			struct ckpt_plan_actor *w = &s->actors[op->a];
+			int step = op->kind == CKPT_OP_WAIT ? op->b : w->nops;
+
+			while ((seen = __atomic_load_n(&w->done, __ATOMIC_SEQ_CST)) < step && !s->failed) {
+				if (plan_now_ms() > deadline)
+					break;
+				plan_futex_wait(&w->done, seen, 20 * 1000 * 1000);
+			}
+			if (seen < step) {
+				rc = s->failed ? -1 : -ETIMEDOUT;
+				break;
+			}
+			if (op->kind == CKPT_OP_WAIT)
+				err = plan_wait(s, op->a, op->b) ? ECANCELED : 0;
+			else
+				err = plan_step(s, 0, op);
+		} else if (op->kind == CKPT_OP_FORK) {
+			err = plan_step(s, 0, op);
+		} else {
+			err = EINVAL;	/* the restorer does not change itself */
+		}
+		if (err) {
+			plan_fail(s, &s->actors[0], i, err);
+			rc = -1;
+		} else {
+			plan_bump(&s->actors[0].done);
+		}
+	}
+	while (!rc && (seen = __atomic_load_n(&s->finished, __ATOMIC_SEQ_CST)) < nactors - 1) {
+		if (s->failed)
+			rc = -1;
+		else if (plan_now_ms() > deadline)
+			rc = -ETIMEDOUT;
+		else
+			plan_futex_wait(&s->finished, seen, 20 * 1000 * 1000);
+	}
+	if (!rc && s->failed)
+		rc = -1;
+	if (rc == -ETIMEDOUT) {
+		__atomic_store_n(&s->failed, 1, __ATOMIC_SEQ_CST);
+		plan_futex_wake(&s->failed);
+	}
+	memcpy(actors, s->actors, nactors * sizeof(*actors));
+	munmap(s, size);
+	return rc;
+}

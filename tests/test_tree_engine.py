@@ -1,0 +1,208 @@
+"""Process trees through the ckpt engine: a tree with a session, groups, zombies, an orphan
+of a dead session leader, a stopped task and a subreaper comes back with every pid, parent,
+group, session and state, and still answers; bad roots and failed restores leave the
+system as it was."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import engine
+from engine.errors import CkptError
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (ptrace, clone3 set_tid)")
+
+# root R: subreaper, session leader; SIGUSR1 makes it reap its zombie child and write the status
+#  |- Z   zombie (exit 42)
+#  |- G   its own group
+#  |   |- O  in G's group
+#  |   `- S  setsid, then a zombie (exit 3) of G
+#  |- T   made by S in S's session, reparented to R when S died
+#  `- P   stopped (SIGSTOP)
+TREE = r"""
+import ctypes, os, signal, sys, time
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+os.setsid()
+out = sys.argv[1]
+def park():
+    while True:
+        signal.pause()
+zombie = os.fork()
+if zombie == 0:
+    os._exit(42)
+def on_usr1(*_):
+    pid, st = os.waitpid(zombie, 0)
+    with open(out + ".reaped", "w") as f:
+        f.write(f"{pid} {st}")
+signal.signal(signal.SIGUSR1, on_usr1)
+g = os.fork()
+if g == 0:
+    os.setpgid(0, 0)
+    if os.fork() == 0:
+        park()
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(0.2)  # until its parent is gone
+            park()
+        os._exit(3)
+    park()
+if os.fork() == 0:
+    os.kill(os.getpid(), signal.SIGSTOP)
+    park()
+time.sleep(0.5)
+with open(out, "w") as f:
+    f.write("ready")
+park()
+"""
+
+
+def _table(root: int) -> dict[int, tuple[int, int, int, str]]:
+    """pid -> (ppid, pgid, sid, state class) of every task under root."""
+    stats: dict[int, tuple[int, int, int, str]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                raw = Path(f"/proc/{name}/stat").read_text()
+            except OSError:
+                continue
+            f = raw[raw.rindex(")") + 2:].split()
+            state = f[0] if f[0] in "ZT" else "live"
+            stats[int(name)] = (int(f[1]), int(f[2]), int(f[3]), state)
+    out, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        out[pid] = stats[pid]
+        todo += [p for p, s in stats.items() if s[0] == pid]
+    return out
+
+
+def _start(tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    ready = tmp_path / name
+    p = subprocess.Popen([sys.executable, "-c", TREE, str(ready)])
+    deadline = time.monotonic() + 10
+    while not ready.exists():
+        assert time.monotonic() < deadline, "the tree did not build"
+        time.sleep(0.01)
+    return p, ready
+
+
+def _kill_tree(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def _wait_gone(pids: list[int]) -> None:
+    """Until the killed tree's pids are free (its zombies reaped by whoever got them)."""
+    deadline = time.monotonic() + 5
+    while any(os.path.exists(f"/proc/{p}") for p in pids) and time.monotonic() < deadline:
+        for p in pids:
+            try:
+                os.waitpid(p, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        time.sleep(0.005)
+
+
+def test_tree_comes_back_whole_and_answers(tmp_path: Path) -> None:
+    p, ready = _start(tmp_path, "tree")
+    before = _table(p.pid)
+    assert len(before) == 7 and sorted(s[3] for s in before.values()).count("Z") == 2
+    try:
+        engine.dump([p.pid], tmp_path / "img")
+        p.wait()
+        _wait_gone(list(before))
+        roots = engine.restore(tmp_path / "img")
+        assert roots == [p.pid]
+        after = _table(p.pid)
+        assert after == before
+        # It answers: the root reaps its zombie with the status it died with...
+        zombie = next(pid for pid, s in before.items() if s[3] == "Z" and s[0] == p.pid)
+        os.kill(p.pid, signal.SIGUSR1)
+        reaped = Path(f"{ready}.reaped")
+        deadline = time.monotonic() + 5
+        while not reaped.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert reaped.read_text() == f"{zombie} {42 << 8}"
+        # ... and the stopped task goes on when continued.
+        stopped = next(pid for pid, s in after.items() if s[3] == "T")
+        os.kill(stopped, signal.SIGCONT)
+        time.sleep(0.05)
+        assert _table(p.pid)[stopped][3] != "T"
+    finally:
+        _kill_tree(list(_table(p.pid)) if os.path.exists(f"/proc/{p.pid}") else [])
+        _kill_tree([p.pid])
+
+
+def test_two_roots_in_one_dump(tmp_path: Path) -> None:
+    a, _ = _start(tmp_path, "a")
+    b, _ = _start(tmp_path, "b")
+    before = {**_table(a.pid), **_table(b.pid)}
+    try:
+        engine.dump([a.pid, b.pid], tmp_path / "img")
+        a.wait(), b.wait()
+        _wait_gone(list(before))
+        assert engine.restore(tmp_path / "img") == [a.pid, b.pid]
+        assert {**_table(a.pid), **_table(b.pid)} == before
+    finally:
+        for root in (a.pid, b.pid):
+            _kill_tree(list(_table(root)) if os.path.exists(f"/proc/{root}") else [])
+            _kill_tree([root])
+
+
+def test_overlapping_roots_are_refused_and_left_running(tmp_path: Path) -> None:
+    p, _ = _start(tmp_path, "tree")
+    before = _table(p.pid)
+    inner = next(pid for pid, s in before.items() if s[0] == p.pid and s[3] == "live")
+    try:
+        with pytest.raises(CkptError, match=f"root {inner} is inside the tree of root {p.pid}"):
+            engine.dump([p.pid, inner], tmp_path / "img")
+        with pytest.raises(CkptError, match="given twice"):
+            engine.dump([p.pid, p.pid], tmp_path / "img")
+        assert not (tmp_path / "img").exists()
+        assert _table(p.pid) == before
+    finally:
+        _kill_tree(list(before))
+
+
+def test_failed_restore_leaves_no_process(tmp_path: Path) -> None:
+    p, _ = _start(tmp_path, "tree")
+    before = _table(p.pid)
+    engine.dump([p.pid], tmp_path / "img")
+    p.wait()
+    _wait_gone(list(before))
+    # A deep task's pid is taken: the tree is half made when the plan fails.
+    orphan = next(pid for pid, s in before.items() if s[0] == p.pid and s[2] not in (p.pid,))
+    holder = _hold_pid(orphan)
+    try:
+        with pytest.raises(CkptError, match=f"pid {orphan} is already taken"):
+            engine.restore(tmp_path / "img")
+        time.sleep(0.05)
+        left = [pid for pid in before if pid != orphan and os.path.exists(f"/proc/{pid}")
+                and Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"]
+        assert left == []
+    finally:
+        _kill_tree([holder])
+
+
+def _hold_pid(pid: int) -> int:
+    """A sleeping child of ours with exactly this pid."""
+    from engine.plan import Fork, Plan, Table, TaskRow
+    from engine import execute
+
+    table = Table({pid: TaskRow(pid, 0, 0, 0)})
+    return execute.run(Plan({0: [Fork(pid)], pid: []}), table)[pid]
