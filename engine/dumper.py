@@ -3,6 +3,7 @@ live task's identity, CPU, memory, signals, files and parts, one module per kind
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from engine import cpu, files, images, mm, proc, signals, threads, tree
@@ -14,6 +15,7 @@ from engine.images.inventory_pb2 import Inventory
 from engine.ptrace import Tracee
 
 VERSION = "0.3"  # of the engine and its image format
+VFORK_RETRIES = 8
 
 
 def _dump_task(t: Tracee, others: list[Tracee], out: Path, pipe_data: dict[int, PipeData]) -> None:
@@ -57,6 +59,23 @@ def _ancestors(pid: int) -> set[int]:
     return out
 
 
+def _freeze(roots: list[int]) -> tree.Frozen:
+    """Freeze the trees; a task caught in vfork makes us let all go for a moment and retry
+    (its child may need a task we froze to get on)."""
+    attempt = 0
+    while True:
+        frozen = tree.Frozen()
+        try:
+            tree.freeze(roots, frozen)
+            return frozen
+        except BaseException as e:
+            tree.let_go(frozen.traced, strict=False)
+            attempt += 1
+            if not isinstance(e, tree.InVfork) or attempt == VFORK_RETRIES:
+                raise
+        time.sleep(0.01 * attempt)
+
+
 def dump(roots: list[int], out: Path, leave_running: bool = False) -> None:
     """Checkpoint the trees of these roots into the empty (or new) directory `out`; kill
     them afterwards unless leave_running. A failed dump leaves every task running as it was."""
@@ -71,7 +90,7 @@ def dump(roots: list[int], out: Path, leave_running: bool = False) -> None:
     frozen = tree.Frozen()
     try:
         # Every task is stopped before any is read, and stays stopped until all are written.
-        tree.freeze(roots, frozen)
+        frozen = _freeze(roots)
         table = frozen.table(roots)
         pipe_data: dict[int, PipeData] = {}
         for task in frozen.tasks.values():

@@ -9,26 +9,24 @@ import signal
 import time
 from typing import Any
 
-from engine.errors import CkptError
-from engine.plan import RESTORER, Exit, Fork, Plan, Reap, Setpgid, Setsid, Subreaper, Table, Wait, _op_text
+from engine import proc
+from engine.errors import CkptError, ProcessGone
+from engine.plan import RESTORER, Exit, Fork, Plan, Reap, Setpgid, Setsid, Subreaper, Table, Wait, op_text
 from native import ffi, lib
 
 TIMEOUT_MS = 30_000
 
 
 def _actors(plan: Plan) -> list[int]:
-    """Actor keys in executor order: the restorer first."""
-    return [RESTORER] + sorted(a for a in plan.ops if a != RESTORER)
+    """Actor keys in executor order: the restorer first; a forked task with no operations of
+    its own is an actor too."""
+    forked = {op.pid for ops in plan.ops.values() for op in ops if isinstance(op, Fork)}
+    return [RESTORER] + sorted((set(plan.ops) | forked) - {RESTORER})
 
 
 def _encode(plan: Plan, table: Table, order: list[int]) -> tuple[Any, Any]:
     """The plan as the executor's arrays of actors and operations."""
     index = {key: i for i, key in enumerate(order)}
-    for actor in plan.ops.values():
-        for op in actor:
-            if isinstance(op, Fork) and op.pid not in index:
-                index[op.pid] = len(order)
-                order.append(op.pid)  # a task with nothing to do but be
     actors = ffi.new("struct ckpt_plan_actor[]", len(order))
     flat: list[tuple[int, int, int]] = []
     for i, key in enumerate(order):
@@ -88,7 +86,12 @@ def run(plan: Plan, table: Table) -> dict[int, int]:
             if rc == 0:
                 _await_zombies(plan, pids)
                 return pids
-            why = _failure(plan, order, actors) if rc == -1 else f"the plan did not finish in {TIMEOUT_MS} ms"
+            if rc == -1:
+                why = _failure(plan, order, actors)
+            elif rc == -errno.ETIMEDOUT:
+                why = f"the plan did not finish in {TIMEOUT_MS} ms"
+            else:
+                why = f"cannot run it: {os.strerror(-rc)}"
             raise CkptError(f"restore plan: {why}")
         except BaseException:
             kill(pids)  # while we are still the subreaper of what it leaves
@@ -103,10 +106,9 @@ def _failure(plan: Plan, order: list[int], actors: Any) -> str:
         a = actors[i]
         if a.err:
             op = plan.ops[key][a.step]
-            who = "the restorer" if key == RESTORER else f"{'helper' if key in plan.helpers else 'task'} {key}"
             if isinstance(op, Fork) and a.err == errno.EEXIST:
                 return f"pid {op.pid} is already taken: cannot restore it with its pid"
-            return f"{who}, step {a.step + 1} ({_op_text(op)}): {os.strerror(a.err)}"
+            return f"{plan.who(key)}, step {a.step + 1} ({op_text(op)}): {os.strerror(a.err)}"
     return "an actor failed without saying why"
 
 
@@ -121,23 +123,22 @@ def _await_zombies(plan: Plan, pids: dict[int, int]) -> None:
                 time.sleep(0.0005)
 
 
-def _dead(pid: int) -> bool:
+def _state(pid: int) -> str:
+    """Its /proc state letter, "" when the pid is free."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            raw = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return raw[raw.rindex(")") + 2] in "ZX"
+        return proc.stat(pid).state
+    except ProcessGone:
+        return ""
+
+
+def _dead(pid: int) -> bool:
+    """Exited: a zombie, or gone."""
+    return _state(pid) in ("", "Z", "X")
 
 
 def dead_but_there(pid: int) -> bool:
     """A zombie (or a task being reaped) still holding its pid."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            raw = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return raw[raw.rindex(")") + 2] in "ZX"
+    return _state(pid) in ("Z", "X")
 
 
 def kill(pids: dict[int, int]) -> None:

@@ -217,11 +217,36 @@ def open_in(t: Tracee, lay: Layout, path: str, flags: int) -> int:
     return t.call(f"open({path})", lib.SYS_open, lay.scratch, flags | os.O_CLOEXEC, 0)
 
 
-def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: dict[int, tuple[int, int, int]]) -> None:
-    """Map every dumped area but the kernel's, at its address, with its prot and backing.
-    Anonymous shared memory is made by the first task restored that maps it (recorded in
-    `shared_anon`: inode -> pid, start, end); the others map that same object through
-    /proc/PID/map_files, so the tasks share it again."""
+class SharedAnon:
+    """Anonymous shared memory objects of one restore, by the inode they had at dump: the
+    first task that maps one makes it, as large as every area of it needs (an area split by
+    mprotect or shrunk by mremap maps it at an offset), and every area, in that task or
+    another, maps it through /proc/PID/map_files, so tasks share it again."""
+
+    def __init__(self, mms: list[Mm]) -> None:
+        self.size: dict[int, int] = {}
+        for m in mms:
+            for v in m.vmas:
+                if _anon_shared(v) and v.inode:
+                    self.size[v.inode] = max(self.size.get(v.inode, 0), v.pgoff + v.end - v.start)
+        self.made: dict[int, tuple[int, int, int]] = {}  # inode -> (pid, start, end) of an area of it
+
+    def open(self, t: Tracee, lay: Layout, v: Vma) -> int:
+        """An fd of the object of area v inside the task, made now if no task has it yet."""
+        if v.inode not in self.made:
+            size = self.size.get(v.inode, v.pgoff + v.end - v.start)
+            rw, flags = mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS
+            tmp = t.call("mmap(shared anon object)", lib.SYS_mmap, 0, size, rw, flags, -1, 0)
+            try:
+                return open_in(t, lay, f"/proc/{t.pid}/map_files/{tmp:x}-{tmp + size:x}", os.O_RDWR)
+            finally:
+                t.call("munmap(shared anon object)", lib.SYS_munmap, tmp, size)
+        pid, start, end = self.made[v.inode]
+        return open_in(t, lay, f"/proc/{pid}/map_files/{start:x}-{end:x}", os.O_RDWR)
+
+
+def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon) -> None:
+    """Map every dumped area but the kernel's, at its address, with its prot and backing."""
     fds: dict[tuple[str, bool], int] = {}
     try:
         for v in mm.vmas:
@@ -240,19 +265,16 @@ def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: dict[int, tuple[int,
                 if key not in fds:
                     fds[key] = open_in(t, lay, v.path, os.O_RDWR if writes else os.O_RDONLY)
                 t.call(f"mmap({v.path})", lib.SYS_mmap, v.start, size, prot, flags, fds[key], v.pgoff)
-            elif _anon_shared(v) and v.inode in shared_anon:
-                pid, start, end = shared_anon[v.inode]
-                fd = open_in(t, lay, f"/proc/{pid}/map_files/{start:x}-{end:x}", os.O_RDWR)
+            elif _anon_shared(v) and v.inode:
+                fd = shared_anon.open(t, lay, v)
                 try:
-                    t.call(f"mmap(shared with {pid} at {v.start:#x})", lib.SYS_mmap, v.start, size, prot, flags, fd,
-                           v.pgoff)
+                    t.call(f"mmap(shared anon at {v.start:#x})", lib.SYS_mmap, v.start, size, prot, flags, fd, v.pgoff)
                 finally:
                     t.syscall(lib.SYS_close, fd)
+                shared_anon.made.setdefault(v.inode, (t.pid, v.start, v.end))
             else:
                 t.call(f"mmap({v.path or 'anon'} at {v.start:#x})", lib.SYS_mmap, v.start, size, prot,
                        flags | mmap.MAP_ANONYMOUS, -1, 0)
-                if _anon_shared(v) and v.inode and v.pgoff == 0:
-                    shared_anon[v.inode] = (t.pid, v.start, v.end)
             for flag in v.vmflags.split():
                 if flag in ADVICE:
                     t.call(f"madvise({flag})", lib.SYS_madvise, v.start, size, ADVICE[flag])
@@ -342,10 +364,9 @@ def _set_mm(t: Tracee, lay: Layout, mm: Mm) -> None:
             t.syscall(lib.SYS_close, exe)
 
 
-def restore(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path,
-            shared_anon: dict[int, tuple[int, int, int]] | None = None) -> None:
+def restore(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path, shared_anon: SharedAnon) -> None:
     """Rebuild the address space in the prepared stub: areas, contents, locks, mm fields."""
-    _map_areas(t, lay, mm, {} if shared_anon is None else shared_anon)
+    _map_areas(t, lay, mm, shared_anon)
     _fill(t, lay, mm, runs, pages)
     for v in mm.vmas:
         flags = v.vmflags.split()

@@ -120,16 +120,17 @@ class Plan:
     ops: dict[int, list[Op]] = field(default_factory=dict)
     helpers: set[int] = field(default_factory=set)
 
+    def who(self, actor: int) -> str:
+        """An actor as messages name it."""
+        return "the restorer" if actor == RESTORER else f"{'helper' if actor in self.helpers else 'task'} {actor}"
+
     def render(self) -> str:
         """One line per actor: its operations in order (what `ckpt plan` prints)."""
-        lines = []
-        for actor in sorted(self.ops, key=lambda a: (a != RESTORER, a)):
-            who = "restorer" if actor == RESTORER else (f"helper {actor}" if actor in self.helpers else f"task {actor}")
-            lines.append(f"{who}: " + ", ".join(_op_text(op) for op in self.ops[actor]))
-        return "\n".join(lines)
+        return "\n".join(f"{self.who(actor)}: " + ", ".join(op_text(op) for op in self.ops[actor])
+                         for actor in sorted(self.ops, key=lambda a: (a != RESTORER, a)))
 
 
-def _op_text(op: Op) -> str:
+def op_text(op: Op) -> str:
     match op:
         case Fork(pid, cp):
             return f"fork {pid}" + (" CLONE_PARENT" if cp else "")

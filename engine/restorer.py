@@ -87,7 +87,7 @@ def load(directory: Path) -> tuple[list[int], dict[int, TaskImages], Table]:
     return list(inv.roots), tasks, table
 
 
-def _rebuild(t: Tracee, img: TaskImages, made: Pipes, shared_anon: dict[int, tuple[int, int, int]]) -> list[Tracee]:
+def _rebuild(t: Tracee, img: TaskImages, made: Pipes, shared_anon: mm.SharedAnon) -> list[Tracee]:
     """Turn the stub into the dumped task; return its other threads (stopped, traced)."""
     core = img.core
     cpu.unregister_rseq(t)
@@ -136,7 +136,7 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
     """Run the plan, rebuild every live task, let all go together."""
     pids = execute.run(plan, table)
     traced: list[Tracee] = []
-    shared_anon: dict[int, tuple[int, int, int]] = {}  # anonymous shared memory made so far
+    shared_anon = mm.SharedAnon([img.mm for img in tasks.values()])
     try:
         for pid, row in table.rows.items():
             if not row.zombie:

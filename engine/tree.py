@@ -15,7 +15,11 @@ from engine.ptrace import Tracee
 from native import lib
 
 MAX_SCANS = 16
-VFORK_WAIT = 0.5  # seconds a task may take to leave vfork before the dump gives up
+VFORK_WAIT = 0.05  # seconds a task may take to leave vfork before this freeze gives up
+
+
+class InVfork(Unsupported):
+    """A task sleeps in vfork; its child may be waiting for a task we froze already."""
 PF_KTHREAD = 0x00200000
 PR_GET_CHILD_SUBREAPER = 37
 SYS_CLONE, SYS_VFORK, SYS_CLONE3, CLONE_VFORK = 56, 58, 435, 0x4000
@@ -110,12 +114,13 @@ def _take(pid: int, parent: int, frozen: Frozen) -> None:
     if st.flags & PF_KTHREAD:
         raise CkptError(f"pid {pid} ({st.comm}) is a kernel thread")
     if st.state == "D" and _in_vfork(pid):
-        # Usually a moment before an exec or exit; no ptrace stop reaches the task until then.
+        # Usually a moment before an exec or exit; no ptrace stop reaches the task until then,
+        # and its child may wait on a task frozen already: the caller thaws all and retries.
         deadline = time.monotonic() + VFORK_WAIT
         while _in_vfork(pid) and time.monotonic() < deadline:
             time.sleep(0.001)
         if _in_vfork(pid):
-            raise Unsupported(f"pid {pid} waits in vfork for its child, which shares its memory (not supported)")
+            raise InVfork(f"pid {pid} waits in vfork for its child, which shares its memory (not supported)")
         st = proc.stat(pid)
     entry = TaskEntry(pid=pid, ppid=parent, pgid=st.pgid, sid=st.sid, nspids=_nspids(pid))
     task = Task(entry)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.plan import RESTORER, Exit, Fork, Op, Plan, PlanError, Reap, Setpgid, Setsid, Subreaper, Table, \
-    Wait, _op_text
+    Wait, op_text
 
 Loc = tuple[str, int]  # (kind of state, pid): "parent", "alive", "subreaper", "group"
 Event = tuple[int, int]  # (actor, step): the step-th operation of an actor, from 1
@@ -250,7 +250,7 @@ class Run:
     def step_text(self, ev: Event) -> str:
         """An event as messages name it: who, which step, what."""
         actor, step = ev
-        return f"{self.who(actor)} step {step} ({_op_text(self.done[actor][step - 1])})"
+        return f"{self.who(actor)} step {step} ({op_text(self.done[actor][step - 1])})"
 
     def hb(self, ev: Event, actor: int) -> bool:
         """ev happens before the actor's next step."""
@@ -384,9 +384,9 @@ def _static(table: Table, plan: Plan) -> None:
         if actor != RESTORER and actor not in rows and actor not in plan.helpers:
             raise PlanError(f"actor {actor} has operations but is neither the restorer, a task of the table "
                             f"nor a helper")
-        who = "the restorer" if actor == RESTORER else ("helper" if actor in plan.helpers else "task") + f" {actor}"
+        who = plan.who(actor)
         for n, op in enumerate(ops, 1):
-            where = f"{who} step {n} ({_op_text(op)})"
+            where = f"{who} step {n} ({op_text(op)})"
             if actor == RESTORER and not isinstance(op, (Fork, Wait, Reap)):
                 raise PlanError(f"{where}: the restorer only forks, waits and reaps")
             if isinstance(op, Exit) and n != len(ops):
@@ -427,7 +427,7 @@ def _simulate(table: Table, plan: Plan, pick: Callable[[list[int]], int]) -> Run
             break
         a = pick(ready)
         op = plan.ops[a][pos[a]]
-        where = f"{run.who(a)} step {pos[a] + 1} ({_op_text(op)})"
+        where = f"{run.who(a)} step {pos[a] + 1} ({op_text(op)})"
         if isinstance(op, Wait):
             run.wait(a, op.pid, op.step)
         else:

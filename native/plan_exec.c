@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -118,22 +119,35 @@ static void plan_fail(struct ckpt_plan_shared *s, struct ckpt_plan_actor *me, in
 	plan_futex_wake(&s->failed);
 }
 
+static long plan_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
 /* Wait for actor `who` to have done `step` operations; when that step is its exit, until
- * it is a zombie (its children are reparented by then). Returns 0, or -1 on failure. */
-static int plan_wait(struct ckpt_plan_shared *s, int who, int step)
+ * it is a zombie (its children are reparented by then). Returns 0, ECANCELED once another
+ * actor failed, ETIMEDOUT past `deadline` (CLOCK_MONOTONIC ms; 0: none). */
+static int plan_wait(struct ckpt_plan_shared *s, int who, int step, long deadline)
 {
 	struct ckpt_plan_actor *a = &s->actors[who];
 	int seen;
 
 	while ((seen = __atomic_load_n(&a->done, __ATOMIC_SEQ_CST)) < step) {
 		if (__atomic_load_n(&s->failed, __ATOMIC_SEQ_CST))
-			return -1;
+			return ECANCELED;
+		if (deadline && plan_now_ms() > deadline)
+			return ETIMEDOUT;
 		plan_futex_wait(&a->done, seen, 20 * 1000 * 1000);
 	}
 	if (a->nops == step && plan_ops(s)[a->first + step - 1].kind == CKPT_OP_EXIT) {
 		while (!plan_dead(__atomic_load_n(&a->pid, __ATOMIC_SEQ_CST))) {
 			if (__atomic_load_n(&s->failed, __ATOMIC_SEQ_CST))
-				return -1;
+				return ECANCELED;
+			if (deadline && plan_now_ms() > deadline)
+				return ETIMEDOUT;
 			plan_futex_wait(&s->failed, 0, 200 * 1000);
 		}
 	}
@@ -195,8 +209,8 @@ static long plan_clone(struct ckpt_plan_actor *child, int clone_parent)
 
 static void plan_actor(struct ckpt_plan_shared *s, int me);
 
-/* One operation of actor `me`; returns 0 or an errno. */
-static int plan_step(struct ckpt_plan_shared *s, int me, const struct ckpt_plan_op *op)
+/* One operation of actor `me`; returns 0 or an errno. Waits give up at `deadline`. */
+static int plan_step(struct ckpt_plan_shared *s, const struct ckpt_plan_op *op, long deadline)
 {
 	long rc = 0;
 	int st;
@@ -219,12 +233,13 @@ static int plan_step(struct ckpt_plan_shared *s, int me, const struct ckpt_plan_
 		rc = syscall(SYS_prctl, PR_SET_CHILD_SUBREAPER, op->a, 0, 0, 0);
 		break;
 	case CKPT_OP_WAIT:
-		return plan_wait(s, op->a, op->b) ? ECANCELED : 0;
+		return plan_wait(s, op->a, op->b, deadline);
 	case CKPT_OP_EXIT:
 		break;	/* done by the caller of plan_step, after its progress is published */
 	case CKPT_OP_REAP:
-		if (plan_wait(s, op->a, s->actors[op->a].nops))
-			return ECANCELED;
+		rc = plan_wait(s, op->a, s->actors[op->a].nops, deadline);
+		if (rc)
+			return (int)rc;
 		do
 			rc = syscall(SYS_wait4, s->actors[op->a].pid, &st, __WALL, NULL);
 		while (rc < 0 && errno == EINTR);
@@ -253,7 +268,9 @@ static void plan_actor(struct ckpt_plan_shared *s, int me)
 
 		if (__atomic_load_n(&s->failed, __ATOMIC_SEQ_CST))
 			plan_park();
-		err = plan_step(s, me, op);
+		err = plan_step(s, op, 0);
+		if (err == ECANCELED)
+			plan_park();	/* another actor failed: it says why */
 		if (err) {
 			plan_fail(s, a, i, err);
 			plan_park();
@@ -266,14 +283,6 @@ static void plan_actor(struct ckpt_plan_shared *s, int me)
 	}
 	plan_bump(&s->finished);
 	plan_park();
-}
-
-static long plan_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
 /* Run a plan: actor 0 is the caller (it may only fork, wait and reap, and never blocks for
@@ -300,28 +309,13 @@ static int ckpt_plan_run(struct ckpt_plan_actor *actors, int nactors,
 		const struct ckpt_plan_op *op = &plan_ops(s)[s->actors[0].first + i];
 		int err;
 
-		if (op->kind == CKPT_OP_WAIT || op->kind == CKPT_OP_REAP) {
-			/* Polled, so that a failure or the deadline gets us out. */
-			struct ckpt_plan_actor *w = &s->actors[op->a];
-			int step = op->kind == CKPT_OP_WAIT ? op->b : w->nops;
-
-			while ((seen = __atomic_load_n(&w->done, __ATOMIC_SEQ_CST)) < step && !s->failed) {
-				if (plan_now_ms() > deadline)
-					break;
-				plan_futex_wait(&w->done, seen, 20 * 1000 * 1000);
-			}
-			if (seen < step) {
-				rc = s->failed ? -1 : -ETIMEDOUT;
-				break;
-			}
-			if (op->kind == CKPT_OP_WAIT)
-				err = plan_wait(s, op->a, op->b) ? ECANCELED : 0;
-			else
-				err = plan_step(s, 0, op);
-		} else if (op->kind == CKPT_OP_FORK) {
-			err = plan_step(s, 0, op);
-		} else {
+		if (op->kind != CKPT_OP_FORK && op->kind != CKPT_OP_WAIT && op->kind != CKPT_OP_REAP)
 			err = EINVAL;	/* the restorer does not change itself */
+		else
+			err = plan_step(s, op, deadline);
+		if (err == ECANCELED || err == ETIMEDOUT) {
+			rc = err == ETIMEDOUT ? -ETIMEDOUT : -1;
+			break;
 		}
 		if (err) {
 			plan_fail(s, &s->actors[0], i, err);

@@ -52,7 +52,7 @@ def test_dump_leave_running_stores_memory_exactly(running: tuple[int, Path], tmp
     d = tmp_path / "img"
     dump([pid], d, leave_running=True)
     assert sorted(x.name for x in d.iterdir()) == sorted(
-        ["inventory.img", f"pages-{pid}.img"] + [f"{k}-{pid}.img" for k in images.KINDS if k != "inventory"])
+        [f"pages-{pid}.img"] + [images.path_of(d, k, pid).name for k in images.KINDS])
     assert all(x.stat().st_mode & 0o777 == 0o600 for x in d.iterdir())
     _, [core] = images.read(d / f"core-{pid}.img", "core")
     assert core.pid == pid and core.sid == pid and core.comm == "env_umask" and len(core.xstate) >= 512
@@ -201,10 +201,10 @@ def test_ckpt_restore_cli_bad_directory_is_one_line(tmp_path: Path) -> None:
 
 
 def test_failed_dump_removes_what_it_made_and_leaves_the_task_running(launch, tmp_path: Path) -> None:
-    """pipe_data holds pipes, which this engine refuses mid-dump (after the task was seized)."""
-    pid, _ = launch("static/pipe_data")
+    """sock_udp holds a socket, which this engine refuses mid-dump (after the task was seized)."""
+    pid, _ = launch("static/sock_udp")
     d = tmp_path / "new"
-    with pytest.raises(CkptError, match="pipe"):
+    with pytest.raises(CkptError, match="socket"):
         dump([pid], d)
     assert not d.exists(), "the image directory the dump created is left behind"
     with open(f"/proc/{pid}/status") as f:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.plan import RESTORER, Exit, Fork, Op, Plan, PlanError, Reap, Setpgid, Setsid, Subreaper, Table, \
-    _op_text
+    op_text
 from engine.validate import Refused, Run
 
 
@@ -492,7 +492,7 @@ class _Builder:
             acc, missing = run.perform(actor, op)
         except Refused as e:
             raise PlanError(f"the standard planner cannot build this table: {self.who(actor)} "
-                            f"{_op_text(op)} would be refused: {e}") from None
+                            f"{op_text(op)} would be refused: {e}") from None
         self.wait(out, actor, [ev for ev, _ in missing])
         run.commit(actor, op, acc)
         out.append(op)
@@ -512,9 +512,9 @@ class _Builder:
 
     def stuck(self, a: _Act) -> str:
         """Why a step cannot run."""
-        what = f"{self.who(a.actor)} {', '.join(_op_text(o) for o in a.ops)}"
+        what = f"{self.who(a.actor)} {', '.join(op_text(o) for o in a.ops)}"
         dep = next((d for d in a.deps if not d.done), None)
         if dep is not None:
-            return f"{what} comes after {self.who(dep.actor)} {', '.join(_op_text(o) for o in dep.ops)}"
+            return f"{what} comes after {self.who(dep.actor)} {', '.join(op_text(o) for o in dep.ops)}"
         reason = a.cond() if a.cond else None
         return f"{what} waits: {reason}"
