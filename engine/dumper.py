@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from engine import cpu, files, images, mm, proc, signals, threads, tree
+from engine import cpu, files, images, mm, namespaces, proc, signals, threads, tree
 from engine.parts import PARTS
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
@@ -14,7 +14,7 @@ from engine.images.files_pb2 import PipeData
 from engine.images.inventory_pb2 import Inventory
 from engine.ptrace import Tracee
 
-VERSION = "0.3"  # of the engine and its image format
+VERSION = "0.4"  # of the engine and its image format
 VFORK_RETRIES = 8
 
 
@@ -92,12 +92,17 @@ def dump(roots: list[int], out: Path, leave_running: bool = False) -> None:
         # Every task is stopped before any is read, and stays stopped until all are written.
         frozen = _freeze(roots)
         table = frozen.table(roots)
+        made, ns_flags = namespaces.dump({pid: (t.entry.ppid, t.leader) for pid, t in frozen.tasks.items()},
+                                         {pid: list(t.entry.nspids) for pid, t in frozen.tasks.items()})
+        for entry in table.tasks:
+            entry.ns_flags = ns_flags.get(entry.pid, 0)
         pipe_data: dict[int, PipeData] = {}
         for task in frozen.tasks.values():
             if task.leader is not None:
                 _dump_task(task.leader, task.others, out, pipe_data)
         images.write(images.path_of(out, "tree"), "tree", [table])
         images.write(images.path_of(out, "pipes"), "pipes", list(pipe_data.values()))
+        images.write(images.path_of(out, "ns"), "ns", [made])
         live = [pid for pid, task in frozen.tasks.items() if task.leader is not None]
         inv = Inventory(engine_version=VERSION, kernel=os.uname().release, roots=roots, pids=live,
                         kinds=sorted(images.KINDS))

@@ -29,34 +29,61 @@ def _encode(plan: Plan, table: Table, order: list[int]) -> tuple[Any, Any]:
     index = {key: i for i, key in enumerate(order)}
     actors = ffi.new("struct ckpt_plan_actor[]", len(order))
     flat: list[tuple[int, int, int]] = []
+    depth = _depths(plan, table)
     for i, key in enumerate(order):
         ops = plan.ops.get(key, [])
         actors[i].first, actors[i].nops = len(flat), len(ops)
         row = table.rows.get(key)
-        levels = list(reversed(row.nspids or (key,))) if row else ([key] if key > 0 else [])
+        levels = list(reversed(row.nspids or (key,))) if row else list(reversed(table.levels(key))) if key > 0 else []
         if len(levels) > lib.CKPT_PLAN_LEVELS:
             raise CkptError(f"pid {key} is {len(levels)} pid namespaces deep: at most {lib.CKPT_PLAN_LEVELS}")
         actors[i].nlevels = len(levels)
+        actors[i].flags = row.ns_flags if row else 0
+        actors[i].depth = depth.get(key, 0)
         if row and row.zombie:
             actors[i].blocked, actors[i].ignored, actors[i].caught = row.sigmasks
             actors[i].comm = row.comm.encode(errors="replace")[:15]
         for j, tid in enumerate(levels):
             actors[i].tids[j] = tid
         for op in ops:
-            flat.append(_code(op, index))
+            flat.append(_code(op, index, _seen_by(op, key, depth.get(key, 0), table)))
     raw = ffi.new("struct ckpt_plan_op[]", max(len(flat), 1))
     for j, (kind, a, b) in enumerate(flat):
         raw[j].kind, raw[j].a, raw[j].b = kind, a, b
     return actors, raw
 
 
-def _code(op: object, index: dict[int, int]) -> tuple[int, int, int]:
+def _depths(plan: Plan, table: Table) -> dict[int, int]:
+    """Pid namespaces below ours each actor lives in: a task's from its pids, a helper's
+    from its creator (forks come before what the forked run)."""
+    depth = {key: len(row.nspids) - 1 for key, row in table.rows.items() if row.nspids}
+    pending = [RESTORER]
+    while pending:
+        actor = pending.pop()
+        for op in plan.ops.get(actor, []):
+            if isinstance(op, Fork):
+                depth.setdefault(op.pid, depth.get(actor, 0))
+                pending.append(op.pid)
+    return depth
+
+
+def _seen_by(op: object, key: int, depth: int, table: Table) -> int:
+    """The group a Setpgid names, as the actor sees it from its pid namespace (0: its own)."""
+    if not isinstance(op, Setpgid) or op.pgid == key:
+        return 0
+    levels = table.levels(op.pgid)
+    if depth >= len(levels):
+        raise CkptError(f"task {key} joins group {op.pgid}, which has no number in its pid namespace")
+    return levels[depth]
+
+
+def _code(op: object, index: dict[int, int], pgid: int) -> tuple[int, int, int]:
     match op:
         case Fork(pid, clone_parent):
             return lib.CKPT_OP_FORK, index[pid], int(clone_parent)
         case Setsid():
             return lib.CKPT_OP_SETSID, 0, 0
-        case Setpgid(pgid):
+        case Setpgid():
             return lib.CKPT_OP_SETPGID, pgid, 0
         case Subreaper(on):
             return lib.CKPT_OP_SUBREAPER, int(on), 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from engine.errors import CkptError, Unsupported
 from engine import pipes
+from engine.handover import Handover
 from engine.images.files_pb2 import Fd, Files, PipeData
 from engine.mm import Layout, open_in
 from engine.ptrace import Tracee
@@ -16,6 +17,7 @@ from native import ffi, lib
 
 KCMP_FILE = 0
 DELETED = " (deleted)"
+MQUEUE_MAGIC = 0x19800202  # include/uapi/linux/magic.h
 GHOST_MAX = 64 << 20  # contents of an unlinked file kept in the image, at the most
 
 
@@ -28,6 +30,14 @@ def _same_file(pid: int, a: int, b: int) -> bool:
     """Whether two fds of the task share one open file description (kcmp(2) KCMP_FILE)."""
     return int(lib.syscall(lib.SYS_kcmp, ffi.cast("long", pid), ffi.cast("long", pid),
                            ffi.cast("long", KCMP_FILE), ffi.cast("long", a), ffi.cast("long", b))) == 0
+
+
+def _fs_type(path: str) -> int:
+    """The magic number of the file system a path (a /proc fd link, followed) is on."""
+    buf = ffi.new("struct statfs *")
+    if lib.statfs(path.encode(), buf) < 0:
+        raise CkptError(f"statfs({path}): {os.strerror(ffi.errno)}")
+    return int(buf.f_type)
 
 
 def _umask(pid: int) -> int:
@@ -62,6 +72,8 @@ def dump(pid: int, pipe_data: dict[int, PipeData]) -> Files:
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISCHR(st.st_mode)):
             raise Unsupported(f"pid {pid}: fd {fd} is {link} (mode {st.st_mode:o})")
         info = _fdinfo(pid, fd)
+        if _fs_type(f"/proc/{pid}/fd/{fd}") == MQUEUE_MAGIC:
+            raise Unsupported(f"pid {pid}: fd {fd} ({link}) is a POSIX message queue: not supported yet")
         flags = int(info["flags"], 8)
         entry = Fd(fd=fd, cloexec=bool(flags & os.O_CLOEXEC), path=link, flags=flags & ~os.O_CLOEXEC,
                    pos=int(info["pos"]), mode=st.st_mode)
@@ -117,12 +129,14 @@ def _ghost(e: Fd) -> Path:
     return path
 
 
-def restore(t: Tracee, lay: Layout, files: Files, made: pipes.Pipes) -> None:
+def restore(t: Tracee, lay: Layout, files: Files, made: pipes.Pipes, hand: Handover) -> None:
     """Close the stub's fds and open the dumped ones at their numbers, positions and flags;
     pipe ends come from the restorer's pipes."""
-    t.call("close_range", lib.SYS_close_range, 0, 0xFFFFFFFF, 0)
+    keep = hand.keep(max((e.fd for e in files.fds), default=0) + 1)
+    if keep:
+        t.call("close_range", lib.SYS_close_range, 0, keep - 1, 0)
+    t.call("close_range", lib.SYS_close_range, keep + 1, 0xFFFFFFFF, 0)
     ghosts: dict[str, Path] = {}  # one ghost per removed file, however many fds open it
-    hand = pipes.Handover(t, max((e.fd for e in files.fds), default=0) + 1)
     try:
         _open_all(t, lay, files, ghosts, made, hand)
     finally:
@@ -136,7 +150,7 @@ O_TMPFILE = 0o20200000  # __O_TMPFILE | O_DIRECTORY (uapi asm-generic/fcntl.h)
 
 
 def _open_all(t: Tracee, lay: Layout, files: Files, ghosts: dict[str, Path], made: pipes.Pipes,
-              hand: pipes.Handover) -> None:
+              hand: Handover) -> None:
     """Every fd at its number: a dup shares the description of the fd it copies."""
     for e in files.fds:
         if e.dup:

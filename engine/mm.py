@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from engine.handover import Handover
 from engine import images, proc
 from engine.errors import CkptError, Unsupported
 from engine.images.mm_pb2 import Mm, PageRun, Vma
@@ -231,21 +232,30 @@ class SharedAnon:
                     self.size[v.inode] = max(self.size.get(v.inode, 0), v.pgoff + v.end - v.start)
         self.made: dict[int, tuple[int, int, int]] = {}  # inode -> (pid, start, end) of an area of it
 
-    def open(self, t: Tracee, lay: Layout, v: Vma) -> int:
+    def open(self, t: Tracee, v: Vma, hand: Handover) -> int:
         """An fd of the object of area v inside the task, made now if no task has it yet."""
         if v.inode not in self.made:
             size = self.size.get(v.inode, v.pgoff + v.end - v.start)
             rw, flags = mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS
             tmp = t.call("mmap(shared anon object)", lib.SYS_mmap, 0, size, rw, flags, -1, 0)
             try:
-                return open_in(t, lay, f"/proc/{t.pid}/map_files/{tmp:x}-{tmp + size:x}", os.O_RDWR)
+                return _give_area(hand, t.pid, tmp, tmp + size)
             finally:
                 t.call("munmap(shared anon object)", lib.SYS_munmap, tmp, size)
-        pid, start, end = self.made[v.inode]
-        return open_in(t, lay, f"/proc/{pid}/map_files/{start:x}-{end:x}", os.O_RDWR)
+        return _give_area(hand, *self.made[v.inode])
 
 
-def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon) -> None:
+def _give_area(hand: Handover, pid: int, start: int, end: int) -> int:
+    """The object behind an area of a task, opened by us (the task's /proc may be its pid
+    namespace's) and handed to the task being rebuilt."""
+    ours = os.open(f"/proc/{pid}/map_files/{start:x}-{end:x}", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        return hand.give(ours)
+    finally:
+        os.close(ours)
+
+
+def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon, hand: Handover) -> None:
     """Map every dumped area but the kernel's, at its address, with its prot and backing."""
     fds: dict[tuple[str, bool], int] = {}
     try:
@@ -266,7 +276,7 @@ def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon) -> None:
                     fds[key] = open_in(t, lay, v.path, os.O_RDWR if writes else os.O_RDONLY)
                 t.call(f"mmap({v.path})", lib.SYS_mmap, v.start, size, prot, flags, fds[key], v.pgoff)
             elif _anon_shared(v) and v.inode:
-                fd = shared_anon.open(t, lay, v)
+                fd = shared_anon.open(t, v, hand)
                 try:
                     t.call(f"mmap(shared anon at {v.start:#x})", lib.SYS_mmap, v.start, size, prot, flags, fd, v.pgoff)
                 finally:
@@ -364,9 +374,10 @@ def _set_mm(t: Tracee, lay: Layout, mm: Mm) -> None:
             t.syscall(lib.SYS_close, exe)
 
 
-def restore(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path, shared_anon: SharedAnon) -> None:
+def restore(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path, shared_anon: SharedAnon,
+            hand: Handover) -> None:
     """Rebuild the address space in the prepared stub: areas, contents, locks, mm fields."""
-    _map_areas(t, lay, mm, shared_anon)
+    _map_areas(t, lay, mm, shared_anon, hand)
     _fill(t, lay, mm, runs, pages)
     for v in mm.vmas:
         flags = v.vmflags.split()

@@ -1,7 +1,7 @@
 """Pipes: their queued contents are copied at dump without being consumed (tee from a read
 end opened through /proc), and at restore the restorer makes each pipe once, refills it,
-and hands its ends to every task that held them (remote pidfd_open + pidfd_getfd), so
-tasks that shared an end share one open file description again."""
+and hands its ends to every task that held them (engine.handover), so tasks that shared
+an end share one open file description again."""
 from __future__ import annotations
 
 import fcntl
@@ -9,11 +9,9 @@ import os
 
 from engine.errors import CkptError
 from engine.images.files_pb2 import Fd, PipeData
-from engine.ptrace import Tracee
 from native import ffi, lib
 
 SPLICE_F_NONBLOCK = 2
-F_DUPFD_CLOEXEC = 1030
 ACCESS = 3  # O_ACCMODE
 
 
@@ -81,27 +79,3 @@ class Pipes:
             os.close(r)
             os.close(w)
         self.ends.clear()
-
-
-class Handover:
-    """Fds of the restorer given to one task: a pidfd of ours inside it, then pidfd_getfd."""
-
-    def __init__(self, t: Tracee, above: int) -> None:
-        self.t, self.above, self.pidfd = t, above, -1
-
-    def give(self, ours: int) -> int:
-        """A copy of our fd in the task (close-on-exec, at some free number)."""
-        t = self.t
-        if self.pidfd < 0:
-            fd = t.call("pidfd_open(restorer)", lib.SYS_pidfd_open, os.getpid(), 0)
-            # Above every dumped fd: their numbers are taken one by one after this.
-            self.pidfd = t.call("fcntl(F_DUPFD_CLOEXEC)", lib.SYS_fcntl, fd, F_DUPFD_CLOEXEC, self.above)
-            t.call("close", lib.SYS_close, fd)
-        return t.call(f"pidfd_getfd({ours})", lib.SYS_pidfd_getfd, self.pidfd, ours, 0)
-
-    def close(self) -> None:
-        """The task's pidfd of us goes."""
-        if self.pidfd >= 0:
-            self.t.call("close(pidfd)", lib.SYS_close, self.pidfd)
-            self.pidfd = -1
-

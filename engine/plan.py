@@ -9,7 +9,8 @@ equals the dumped one before any process is made.
 Semantics (each mirrors the kernel; a step that the kernel would refuse is an error):
 
 - `Fork(pid, clone_parent)` by actor A: a new task `pid` (every level of its pid given by
-  the table, or any free pid for a helper with a negative key). Its parent is A, or A's
+  the table, or any free pid for a helper with a negative key), in the new namespaces its
+  row's `ns_flags` name (a pid namespace's init has one more pid level, the innermost 1). Its parent is A, or A's
   parent with CLONE_PARENT (refused for actor 0 and for a pid namespace's init). It starts
   in A's process group and session, not a subreaper, and runs its own operation list.
   The pid must be free: not used by any task, zombie, process group or session.
@@ -52,6 +53,9 @@ class TaskRow:
     threads: int = 1
     sigmasks: tuple[int, int, int] = (0, 0, 0)  # a zombie's blocked, ignored, caught signals
     comm: str = ""  # a zombie's name
+    ns_flags: int = 0  # CLONE_NEW* namespaces its fork makes (CLONE_NEWPID for an init)
+    nspgids: tuple[int, ...] = ()  # its group and session at every level, outermost first
+    nssids: tuple[int, ...] = ()  # (0 where their leader is not visible)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,15 @@ class Table:
     def roots(self) -> list[int]:
         """Tasks whose parent is the restorer, by pid."""
         return sorted(p for p, r in self.rows.items() if r.ppid == RESTORER)
+
+    def levels(self, n: int) -> tuple[int, ...]:
+        """A pid, group or session id at every pid namespace level it is visible in,
+        outermost first: (n,) when no task of the table says more."""
+        found = [r.nspids for r in self.rows.values() if r.pid == n]
+        found += [r.nspgids for r in self.rows.values() if r.pgid == n and r.nspgids]
+        found += [r.nssids for r in self.rows.values() if r.sid == n and r.nssids]
+        best = max(found, key=len, default=(n,)) or (n,)
+        return best[:best.index(0)] if 0 in best else best
 
     def children(self, pid: int) -> list[int]:
         """Children of a task (or of the restorer), by pid."""

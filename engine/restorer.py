@@ -12,14 +12,16 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
-from engine import cpu, execute, files, images, mm, signals, threads
+from engine import cpu, execute, files, images, mm, namespaces, signals, threads
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import Files, PipeData
 from engine.images.inventory_pb2 import Inventory
 from engine.images.mm_pb2 import Mm, PageRun
+from engine.images.ns_pb2 import Namespaces
 from engine.images.tree_pb2 import Tree
 from engine.parts import PARTS
+from engine.handover import Handover
 from engine.pipes import Pipes
 from engine.plan import Plan, Table, TaskRow
 from engine.ptrace import Tracee
@@ -52,7 +54,8 @@ def table_of(tree: Tree) -> Table:
     """The planner's table from the tree image."""
     rows = {e.pid: TaskRow(pid=e.pid, ppid=e.ppid, pgid=e.pgid, sid=e.sid, zombie=e.zombie, status=e.status,
                            subreaper=e.subreaper, stopped=e.stopped, nspids=tuple(e.nspids),
-                           threads=max(len(e.tids), 1), sigmasks=(e.sig_blocked, e.sig_ignored, e.sig_caught), comm=e.comm)
+                           threads=max(len(e.tids), 1), sigmasks=(e.sig_blocked, e.sig_ignored, e.sig_caught), comm=e.comm,
+                           ns_flags=e.ns_flags, nspgids=tuple(e.nspgids), nssids=tuple(e.nssids))
             for e in tree.tasks}
     return Table(rows, tree.outer_sid, tree.outer_pgid)
 
@@ -60,6 +63,22 @@ def table_of(tree: Tree) -> Table:
 def load_pipes(directory: Path) -> list[PipeData]:
     """Queued contents of every pipe a task held."""
     return images.read(images.path_of(directory, "pipes"), "pipes")[1]
+
+
+def load_ns(directory: Path, table: Table) -> Namespaces:
+    """The namespaces the tasks made; each made by a task whose row says so."""
+    ns = _one(directory, "ns", None, Namespaces)
+    path = str(images.path_of(directory, "ns"))
+    for n in ns.namespaces:
+        row = table.rows.get(n.creator)
+        if row is None or not row.ns_flags & n.kind:
+            raise images.ImageError(path, 0, f"a namespace made by task {n.creator}, which the tree does not say made one")
+    for pid, row in table.rows.items():
+        init = len(row.nspids) > 1 and row.nspids[-1] == 1
+        if init != bool(row.ns_flags & namespaces.KINDS["pid"]):
+            raise images.ImageError(str(images.path_of(directory, "tree")), 0,
+                                    f"task {pid}: its pids {list(row.nspids)} and its new namespaces disagree")
+    return ns
 
 
 def load(directory: Path) -> tuple[list[int], dict[int, TaskImages], Table]:
@@ -87,13 +106,15 @@ def load(directory: Path) -> tuple[list[int], dict[int, TaskImages], Table]:
     return list(inv.roots), tasks, table
 
 
-def _rebuild(t: Tracee, img: TaskImages, made: Pipes, shared_anon: mm.SharedAnon) -> list[Tracee]:
-    """Turn the stub into the dumped task; return its other threads (stopped, traced)."""
+def _rebuild(t: Tracee, img: TaskImages, made: Pipes, shared_anon: mm.SharedAnon, own: int) -> list[Tracee]:
+    """Turn the stub into the dumped task (`own`: the pidfd of us it inherited); return its
+    other threads (stopped, traced)."""
     core = img.core
+    hand = Handover(t, own)
     cpu.unregister_rseq(t)
     lay = mm.prepare(t, img.mm)
-    mm.restore(t, lay, img.mm, img.runs, img.pages, shared_anon)
-    files.restore(t, lay, img.files, made)  # sessions and groups: the plan made them
+    mm.restore(t, lay, img.mm, img.runs, img.pages, shared_anon, hand)
+    files.restore(t, lay, img.files, made, hand)  # sessions and groups: the plan made them
     threads.set_name(t, lay, core.comm)
     signals.restore(t, lay, core)
     # Threads before the parts: creating one with its tid needs privileges creds may drop;
@@ -121,28 +142,42 @@ def _await_free(table: Table, timeout: float = 2.0) -> None:
 def restore(directory: Path, planner: str | None = None) -> list[int]:
     """Restore every task of the checkpoint; return the roots' pids in dump order."""
     roots, tasks, table = load(directory)
+    ns = load_ns(directory, table)
     from engine import planners  # entry points are looked up only when restoring
 
     plan = planners.make_plan(table, planner)
+    namespaces.check_outer(ns)
     _await_free(table)
     made = Pipes(load_pipes(directory))
     try:
-        return _build(roots, tasks, table, plan, made)
+        return _build(roots, tasks, table, plan, made, ns)
     finally:
         made.close()
 
 
-def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: Plan, made: Pipes) -> list[int]:
-    """Run the plan, rebuild every live task, let all go together."""
-    pids = execute.run(plan, table)
+def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: Plan, made: Pipes,
+           ns: Namespaces) -> list[int]:
+    """Run the plan, rebuild every live task, give the namespaces they made their state,
+    let all go together."""
+    own = os.pidfd_open(os.getpid())  # every stub inherits it: see engine.handover
+    try:
+        pids = execute.run(plan, table)
+    finally:
+        os.close(own)  # the stubs' copies live on
     traced: list[Tracee] = []
+    leaders: dict[int, Tracee] = {}
     shared_anon = mm.SharedAnon([img.mm for img in tasks.values()])
     try:
         for pid, row in table.rows.items():
             if not row.zombie:
-                t = Tracee(pids[pid])
-                traced.append(t)
-                traced += _rebuild(t, tasks[pid], made, shared_anon)
+                leaders[pid] = Tracee(pids[pid])
+                traced.append(leaders[pid])
+        # First: the tasks' files are opened by their paths in their namespaces (/proc/PID
+        # of a pid namespace, say).
+        for n in ns.namespaces:
+            namespaces.restore(leaders[n.creator], n)
+        for pid, t in leaders.items():
+            traced += _rebuild(t, tasks[pid], made, shared_anon, own)
         # Every task is whole before any runs again; a stopped one gets its stop signal
         # queued first, so it stops again before it runs a single instruction of its own.
         for t in traced:

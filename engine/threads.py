@@ -8,7 +8,7 @@ import os
 import struct
 
 from engine import cpu, signals
-from engine.errors import CkptError
+from engine.errors import CkptError, ProcessGone
 from engine.images.core_pb2 import Core, Rseq, Thread
 from engine.mm import Layout
 from engine.ptrace import Tracee
@@ -28,6 +28,18 @@ def tids(pid: int) -> list[int]:
         return []
 
 
+def nstids(tid: int) -> list[int]:
+    """A thread's id at every pid namespace level, outermost first (NSpid of its status)."""
+    try:
+        with open(f"/proc/{tid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return [int(x) for x in line.split()[1:]]
+    except (FileNotFoundError, ProcessLookupError):
+        raise ProcessGone(tid) from None
+    return [tid]
+
+
 def _robust_list(tid: int) -> tuple[int, int]:
     head, size = ffi.new("uint64_t *"), ffi.new("size_t *")
     rc = lib.syscall(lib.SYS_get_robust_list, ffi.cast("long", tid), head, size)
@@ -38,7 +50,7 @@ def _robust_list(tid: int) -> tuple[int, int]:
 
 def dump(tt: Tracee, buf: int) -> Thread:
     """One seized thread's own state (buf: scratch memory of the process)."""
-    th = Thread(tid=tt.pid, xstate=tt.xstate(), blocked=tt.mask)
+    th = Thread(tid=tt.pid, xstate=tt.xstate(), blocked=tt.mask, nstids=nstids(tt.pid))
     th.regs.CopyFrom(cpu.regs_message(tt.saved))
     ptr, size, sig = tt.rseq()
     th.rseq.CopyFrom(Rseq(ptr=ptr, size=size, sig=sig))
@@ -62,13 +74,15 @@ def _clone(t: Tracee, lay: Layout, th: Thread) -> Tracee:
     """A new thread of t's process with the dumped tid, stopped and traced."""
     tid_at = lay.scratch + CLONE_ARGS.size
     flags = THREAD_FLAGS | (lib.CLONE_CHILD_CLEARTID if th.clear_tid else 0)
-    t.write(lay.scratch, CLONE_ARGS.pack(flags, 0, th.clear_tid, 0, 0, 0, 0, 0, tid_at, 1, 0)
-            + struct.pack("<i", th.tid))
+    levels = list(reversed(th.nstids or [th.tid]))  # innermost first, as set_tid takes them
+    t.write(lay.scratch, CLONE_ARGS.pack(flags, 0, th.clear_tid, 0, 0, 0, 0, 0, tid_at, len(levels), 0)
+            + struct.pack(f"<{len(levels)}i", *levels))
     got = t.syscall(lib.SYS_clone3, lay.scratch, CLONE_ARGS.size)
     if got < 0:
         raise CkptError(f"pid {t.pid}: remote clone3 of thread {th.tid}: {os.strerror(-got)}")
-    t.spawned.remove(got)
-    return Tracee(got, adopted=True)
+    # clone3 answers in the task's pid namespace; ptrace reported it in ours (the outermost).
+    t.spawned.remove(th.tid)
+    return Tracee(th.tid, adopted=True)
 
 
 def restore(t: Tracee, lay: Layout, core: Core) -> list[Tracee]:

@@ -13,7 +13,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from engine import signals
+from engine import signals, threads
 from engine.errors import CkptError, ProcessGone, Unsupported
 from engine.images.core_pb2 import PendingSignal
 from engine.images.timers_pb2 import ITimer, PosixTimer, Timers
@@ -107,6 +107,11 @@ def _is_own(q: PendingSignal, p: PosixTimer | ProcTimer) -> bool:
     return (signo, code, timerid) == (p.signo, SI_TIMER, p.id) and q.shared != bool(p.notify & SIGEV_THREAD_ID)
 
 
+def _inner(tid: int) -> int:
+    """A thread's id as its own process sees it (the restore creates timers from inside)."""
+    return threads.nstids(tid)[-1]
+
+
 def dump(t: Tracee) -> Timers:
     """The itimers and every POSIX timer of the (seized) task."""
     msg = Timers()
@@ -125,7 +130,7 @@ def dump(t: Tracee) -> Timers:
             pending = p.notify != SIGEV_NONE and any(_is_own(q, p) for q in queued)
             value_ns = vsec * NS + vnsec
             msg.posix.add(id=p.id, clock=p.clock, notify=p.notify, signo=p.signo, value=p.value,
-                          target=0 if p.target == t.pid else p.target, armed=value_ns > 0 or pending,
+                          target=0 if p.target == t.pid else _inner(p.target), armed=value_ns > 0 or pending,
                           value_ns=value_ns, interval_ns=isec * NS + insec, overrun=overrun, pending=pending)
     return msg
 

@@ -67,15 +67,18 @@ def _status_masks(pid: int) -> tuple[int, int, int]:
     return got.get("SigBlk", 0), got.get("SigIgn", 0), got.get("SigCgt", 0)
 
 
-def _nspids(pid: int) -> list[int]:
+def _levels(pid: int) -> dict[str, list[int]]:
+    """NSpid, NSpgid and NSsid: pid, group and session at every pid namespace level."""
+    out: dict[str, list[int]] = {}
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("NSpid:"):
-                    return [int(x) for x in line.split()[1:]]
+                key, _, value = line.partition(":")
+                if key in ("NSpid", "NSpgid", "NSsid"):
+                    out[key] = [int(x) for x in value.split()]
     except (FileNotFoundError, ProcessLookupError):
         raise ProcessGone(pid) from None
-    return [pid]
+    return out
 
 
 def freeze(roots: list[int], frozen: Frozen) -> None:
@@ -122,7 +125,9 @@ def _take(pid: int, parent: int, frozen: Frozen) -> None:
         if _in_vfork(pid):
             raise InVfork(f"pid {pid} waits in vfork for its child, which shares its memory (not supported)")
         st = proc.stat(pid)
-    entry = TaskEntry(pid=pid, ppid=parent, pgid=st.pgid, sid=st.sid, nspids=_nspids(pid))
+    levels = _levels(pid)
+    entry = TaskEntry(pid=pid, ppid=parent, pgid=st.pgid, sid=st.sid, nspids=levels.get("NSpid", [pid]),
+                      nspgids=levels.get("NSpgid", [st.pgid]), nssids=levels.get("NSsid", [st.sid]))
     task = Task(entry)
     if st.state not in "ZX":
         try:

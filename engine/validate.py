@@ -276,9 +276,7 @@ class Run:
                     row = self.table.rows[key]
                     child = k.fork(pid, key, row.nspids or (key,), clone_parent)
                 elif key in self.helpers and key > 0:
-                    if len(k.procs[pid].nspids) > 1:
-                        raise Refused(f"helper {key} has a fixed pid and cannot be made inside a pid namespace")
-                    child = k.fork(pid, key, (key,), clone_parent)
+                    child = k.fork(pid, key, self.table.levels(key), clone_parent)
                 elif key in self.helpers:
                     child = k.fork(pid, None, None, clone_parent)
                 else:

@@ -6,7 +6,13 @@
  * fork on it calls nothing but raw syscalls (no malloc, no stdio, no locks). A live actor
  * ends parked (every signal blocked, in pause) for the restorer to seize and rebuild. An
  * actor that fails records errno and its step, raises `failed` and parks: the caller kills
- * every actor it knows of. Included by ffi_build through the `plan` cdefs topic. */
+ * every actor it knows of. Included by ffi_build through the `plan` cdefs topic.
+ *
+ * Pids: an actor's `pid` is how the caller sees it (it reads /proc, traces and kills by
+ * it): for a task with given pids the outermost one; else what clone3 returned, when the
+ * creator is in the caller's pid namespace; else the actor reads it from /proc/self (the
+ * caller's proc: a new mount namespace starts as a copy of the caller's). `vpid` is how its
+ * creator sees it, for wait4. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -41,7 +47,10 @@ struct ckpt_plan_actor {
 	int first, nops;	/* its operations: ops[first .. first + nops) */
 	int nlevels;		/* pids given, innermost first; 0: any free pid */
 	int tids[CKPT_PLAN_LEVELS];
-	int pid;		/* as its creator sees it, once made */
+	int flags;		/* CLONE_NEW* namespaces its fork makes */
+	int depth;		/* pid namespaces below the caller's it lives in */
+	int pid;		/* as the caller sees it, once made */
+	int vpid;		/* as its creator (and so its parent) sees it */
 	int done;		/* operations completed (a futex word) */
 	int err, step;		/* on failure: errno and the failing operation's index */
 	uint64_t blocked, ignored, caught;	/* an exiting actor's signal state to die with */
@@ -200,7 +209,7 @@ static long plan_clone(struct ckpt_plan_actor *child, int clone_parent)
 	uint64_t a[11];
 
 	memset(a, 0, sizeof(a));
-	a[0] = clone_parent ? CLONE_PARENT : 0;		/* flags */
+	a[0] = (clone_parent ? CLONE_PARENT : 0) | (uint64_t)(unsigned)child->flags;	/* flags */
 	a[4] = clone_parent ? 0 : SIGCHLD;		/* exit_signal (CLONE_PARENT takes ours) */
 	a[8] = (uintptr_t)child->tids;			/* set_tid */
 	a[9] = (uint64_t)child->nlevels;		/* set_tid_size */
@@ -209,8 +218,39 @@ static long plan_clone(struct ckpt_plan_actor *child, int clone_parent)
 
 static void plan_actor(struct ckpt_plan_shared *s, int me);
 
+static void plan_set_pid(struct ckpt_plan_actor *a, int pid)
+{
+	int zero = 0;
+
+	__atomic_compare_exchange_n(&a->pid, &zero, pid, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+/* The creator's side of a fork: the child's pids, as far as the creator knows them. */
+static void plan_made(struct ckpt_plan_actor *child, int rc, const struct ckpt_plan_actor *me)
+{
+	__atomic_store_n(&child->vpid, rc, __ATOMIC_SEQ_CST);
+	if (child->nlevels)
+		plan_set_pid(child, child->tids[child->nlevels - 1]);
+	else if (me->depth == 0)
+		plan_set_pid(child, rc);
+}
+
+/* Our pid in the proc mounted at /proc (the caller's); 0 if it cannot be read. */
+static int plan_proc_self(void)
+{
+	char buf[16];
+	long n = syscall(SYS_readlink, "/proc/self", buf, sizeof(buf) - 1);
+	int pid = 0;
+	long i;
+
+	for (i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+		pid = pid * 10 + (buf[i] - '0');
+	return n > 0 && i == n ? pid : 0;
+}
+
 /* One operation of actor `me`; returns 0 or an errno. Waits give up at `deadline`. */
-static int plan_step(struct ckpt_plan_shared *s, const struct ckpt_plan_op *op, long deadline)
+static int plan_step(struct ckpt_plan_shared *s, const struct ckpt_plan_actor *me,
+		     const struct ckpt_plan_op *op, long deadline)
 {
 	long rc = 0;
 	int st;
@@ -221,7 +261,7 @@ static int plan_step(struct ckpt_plan_shared *s, const struct ckpt_plan_op *op, 
 		if (rc == 0)
 			plan_actor(s, op->a);	/* never returns */
 		if (rc > 0)
-			__atomic_store_n(&s->actors[op->a].pid, (int)rc, __ATOMIC_SEQ_CST);
+			plan_made(&s->actors[op->a], (int)rc, me);
 		break;
 	case CKPT_OP_SETSID:
 		rc = syscall(SYS_setsid);
@@ -241,7 +281,7 @@ static int plan_step(struct ckpt_plan_shared *s, const struct ckpt_plan_op *op, 
 		if (rc)
 			return (int)rc;
 		do
-			rc = syscall(SYS_wait4, s->actors[op->a].pid, &st, __WALL, NULL);
+			rc = syscall(SYS_wait4, s->actors[op->a].vpid, &st, __WALL, NULL);
 		while (rc < 0 && errno == EINTR);
 		break;
 	default:
@@ -257,18 +297,15 @@ static void plan_actor(struct ckpt_plan_shared *s, int me)
 	uint64_t all = ~0ULL;
 	int i, err;
 
-	int zero = 0;
-
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof(all));
-	/* Our creator stores our pid as it sees it; until then, ours will do. */
-	__atomic_compare_exchange_n(&a->pid, &zero, (int)syscall(SYS_getpid), 0,
-				    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+	/* Before any progress is published: others read our state by this pid. */
+	plan_set_pid(a, a->depth ? plan_proc_self() : (int)syscall(SYS_getpid));
 	for (i = 0; i < a->nops; i++) {
 		const struct ckpt_plan_op *op = &plan_ops(s)[a->first + i];
 
 		if (__atomic_load_n(&s->failed, __ATOMIC_SEQ_CST))
 			plan_park();
-		err = plan_step(s, op, 0);
+		err = plan_step(s, a, op, 0);
 		if (err == ECANCELED)
 			plan_park();	/* another actor failed: it says why */
 		if (err) {
@@ -312,7 +349,7 @@ static int ckpt_plan_run(struct ckpt_plan_actor *actors, int nactors,
 		if (op->kind != CKPT_OP_FORK && op->kind != CKPT_OP_WAIT && op->kind != CKPT_OP_REAP)
 			err = EINVAL;	/* the restorer does not change itself */
 		else
-			err = plan_step(s, op, deadline);
+			err = plan_step(s, &s->actors[0], op, deadline);
 		if (err == ECANCELED || err == ETIMEDOUT) {
 			rc = err == ETIMEDOUT ? -ETIMEDOUT : -1;
 			break;

@@ -460,3 +460,16 @@ def test_make_plan_validates() -> None:
 
     with pytest.raises(PlanError, match="task 100 ends with group 7, expected 100"):
         make_plan(_table(ROOT), Careless())
+
+
+def test_gone_leader_inside_a_pid_namespace_gets_a_helper_with_its_pids() -> None:
+    # Session 105 (5 inside the namespace of init 101) lost its leader: a helper with both
+    # pids is made inside, and the executor is told the group as the member sees it.
+    table = _table(ROOT, TaskRow(101, 100, 100, 100, nspids=(101, 1), nspgids=(100, 0), nssids=(100, 0)),
+                   TaskRow(102, 101, 105, 105, nspids=(102, 2), nspgids=(105, 5), nssids=(105, 5)))
+    assert table.levels(105) == (105, 5) and table.levels(100) == (100,)
+    plan = make_plan(table)
+    assert 105 in plan.helpers and Fork(105) in plan.ops[101]
+    from engine.execute import _seen_by
+    assert _seen_by(Setpgid(105), 102, 1, table) == 5
+    assert _seen_by(Setpgid(102), 102, 1, table) == 0

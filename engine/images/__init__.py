@@ -10,9 +10,11 @@ File grammar (all integers little-endian):
                                                     pages are not stored)
 
 Files of a checkpoint directory: inventory.img (one Inventory), tree.img (one Tree: every
-task, live or zombie, parents first), pipes.img (PipeData entries: queued pipe contents), and per live task
+task, live or zombie, parents first), pipes.img (PipeData entries: queued pipe contents),
+ns.img (one Namespaces: the namespaces the tasks made, with their state), and per live task
 core-PID.img (one Core), mm-PID.img (one Mm), pagemap-PID.img (PageRun entries),
-pages-PID.img, files-PID.img (one Files), task-PID.img (one Task) and timers-PID.img (one Timers). The generated *_pb2 modules come from the .proto files beside this one
+pages-PID.img, files-PID.img (one Files), task-PID.img (one Task) and timers-PID.img (one
+Timers). The generated *_pb2 modules come from the .proto files beside this one
 by `python -m engine.images.generate`; a test proves they are current.
 """
 from __future__ import annotations
@@ -30,6 +32,7 @@ from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import Files, PipeData
 from engine.images.inventory_pb2 import Inventory
 from engine.images.mm_pb2 import Mm, PageRun
+from engine.images.ns_pb2 import Namespaces
 from engine.images.task_pb2 import Task
 from engine.images.timers_pb2 import Timers
 from engine.images.tree_pb2 import Tree
@@ -72,6 +75,7 @@ KINDS = {k.name: k for k in (
     Kind("timers", 0x31524D54, Timers, "timers-{pid}.img"),  # "TMR1"
     Kind("tree", 0x31455254, Tree, "tree.img"),  # "TRE1"
     Kind("pipes", 0x31455050, PipeData, "pipes.img"),  # "PPE1"
+    Kind("ns", 0x3153534E, Namespaces, "ns.img"),  # "NSS1"
 )}
 BY_MAGIC = {k.magic: k for k in KINDS.values()}
 

@@ -107,7 +107,7 @@ class PendingSignal(_message.Message):
     def __init__(self, shared: _Optional[bool] = ..., siginfo: _Optional[bytes] = ...) -> None: ...
 
 class Thread(_message.Message):
-    __slots__ = ("tid", "regs", "xstate", "blocked", "pending", "altstack", "rseq", "clear_tid", "robust_list", "robust_len", "comm")
+    __slots__ = ("tid", "regs", "xstate", "blocked", "pending", "altstack", "rseq", "clear_tid", "robust_list", "robust_len", "comm", "nstids")
     TID_FIELD_NUMBER: _ClassVar[int]
     REGS_FIELD_NUMBER: _ClassVar[int]
     XSTATE_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +119,7 @@ class Thread(_message.Message):
     ROBUST_LIST_FIELD_NUMBER: _ClassVar[int]
     ROBUST_LEN_FIELD_NUMBER: _ClassVar[int]
     COMM_FIELD_NUMBER: _ClassVar[int]
+    NSTIDS_FIELD_NUMBER: _ClassVar[int]
     tid: int
     regs: Regs
     xstate: bytes
@@ -130,7 +131,8 @@ class Thread(_message.Message):
     robust_list: int
     robust_len: int
     comm: str
-    def __init__(self, tid: _Optional[int] = ..., regs: _Optional[_Union[Regs, _Mapping]] = ..., xstate: _Optional[bytes] = ..., blocked: _Optional[int] = ..., pending: _Optional[_Iterable[_Union[PendingSignal, _Mapping]]] = ..., altstack: _Optional[_Union[SigAltStack, _Mapping]] = ..., rseq: _Optional[_Union[Rseq, _Mapping]] = ..., clear_tid: _Optional[int] = ..., robust_list: _Optional[int] = ..., robust_len: _Optional[int] = ..., comm: _Optional[str] = ...) -> None: ...
+    nstids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, tid: _Optional[int] = ..., regs: _Optional[_Union[Regs, _Mapping]] = ..., xstate: _Optional[bytes] = ..., blocked: _Optional[int] = ..., pending: _Optional[_Iterable[_Union[PendingSignal, _Mapping]]] = ..., altstack: _Optional[_Union[SigAltStack, _Mapping]] = ..., rseq: _Optional[_Union[Rseq, _Mapping]] = ..., clear_tid: _Optional[int] = ..., robust_list: _Optional[int] = ..., robust_len: _Optional[int] = ..., comm: _Optional[str] = ..., nstids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Core(_message.Message):
     __slots__ = ("pid", "ppid", "pgid", "sid", "comm", "regs", "xstate", "sigactions", "blocked", "altstack", "rseq", "pending", "threads")

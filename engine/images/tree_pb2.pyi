@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TaskEntry(_message.Message):
-    __slots__ = ("pid", "ppid", "pgid", "sid", "zombie", "status", "subreaper", "stopped", "nspids", "tids", "sig_blocked", "sig_ignored", "sig_caught", "comm")
+    __slots__ = ("pid", "ppid", "pgid", "sid", "zombie", "status", "subreaper", "stopped", "nspids", "tids", "sig_blocked", "sig_ignored", "sig_caught", "comm", "ns_flags", "nspgids", "nssids")
     PID_FIELD_NUMBER: _ClassVar[int]
     PPID_FIELD_NUMBER: _ClassVar[int]
     PGID_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,9 @@ class TaskEntry(_message.Message):
     SIG_IGNORED_FIELD_NUMBER: _ClassVar[int]
     SIG_CAUGHT_FIELD_NUMBER: _ClassVar[int]
     COMM_FIELD_NUMBER: _ClassVar[int]
+    NS_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    NSPGIDS_FIELD_NUMBER: _ClassVar[int]
+    NSSIDS_FIELD_NUMBER: _ClassVar[int]
     pid: int
     ppid: int
     pgid: int
@@ -36,7 +39,10 @@ class TaskEntry(_message.Message):
     sig_ignored: int
     sig_caught: int
     comm: str
-    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., pgid: _Optional[int] = ..., sid: _Optional[int] = ..., zombie: _Optional[bool] = ..., status: _Optional[int] = ..., subreaper: _Optional[bool] = ..., stopped: _Optional[int] = ..., nspids: _Optional[_Iterable[int]] = ..., tids: _Optional[_Iterable[int]] = ..., sig_blocked: _Optional[int] = ..., sig_ignored: _Optional[int] = ..., sig_caught: _Optional[int] = ..., comm: _Optional[str] = ...) -> None: ...
+    ns_flags: int
+    nspgids: _containers.RepeatedScalarFieldContainer[int]
+    nssids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., pgid: _Optional[int] = ..., sid: _Optional[int] = ..., zombie: _Optional[bool] = ..., status: _Optional[int] = ..., subreaper: _Optional[bool] = ..., stopped: _Optional[int] = ..., nspids: _Optional[_Iterable[int]] = ..., tids: _Optional[_Iterable[int]] = ..., sig_blocked: _Optional[int] = ..., sig_ignored: _Optional[int] = ..., sig_caught: _Optional[int] = ..., comm: _Optional[str] = ..., ns_flags: _Optional[int] = ..., nspgids: _Optional[_Iterable[int]] = ..., nssids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Tree(_message.Message):
     __slots__ = ("tasks", "outer_sid", "outer_pgid")

@@ -247,9 +247,9 @@ class _Builder:
 
     def helper(self, key: int, creator: int, session: int) -> None:
         """A helper of the table's sessions and groups (key > 0: its pid) or a creator (key < 0)."""
-        if key > 0 and self.levels(creator) > 1:
+        if key > 0 and len(self.t.levels(key)) != self.levels(creator):
             raise PlanError(f"the leader {key} of a group or session is gone, and a helper with its pid "
-                            f"cannot be made inside the pid namespace of {creator}")
+                            f"cannot be made inside the pid namespace of {creator}: its number there is unknown")
         self.helpers.add(key)
         self.session[key] = session
         self.creator[key] = creator

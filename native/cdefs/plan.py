@@ -22,7 +22,10 @@ struct ckpt_plan_actor {
     int first, nops;
     int nlevels;
     int tids[8];
+    int flags;
+    int depth;
     int pid;
+    int vpid;
     int done;
     int err, step;
     uint64_t blocked, ignored, caught;
