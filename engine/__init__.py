@@ -12,9 +12,11 @@ def dump(roots: list[int], images: Path, leave_running: bool = False) -> None:
     _dump(roots, images, leave_running)
 
 
-def restore(images: Path, planner: str | None = None) -> list[int]:
-    """Restore a checkpoint; the roots come back as children of the caller, in dump order.
-    `planner` names a restore planner (entry point group ckpt.planners; default standard)."""
+def restore(images: Path, planner: str | None = None, new_pidns: bool = False) -> list[int]:
+    """Restore a checkpoint; the roots come back as children of the caller, in dump order
+    (with new_pidns: children of an init of ours in a new pid namespace, where they keep
+    their pids; the init is the caller's child). `planner` names a restore planner (entry
+    point group ckpt.planners; default standard)."""
     from engine.restorer import restore as _restore
 
-    return _restore(images, planner)
+    return _restore(images, planner, new_pidns)

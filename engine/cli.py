@@ -28,15 +28,17 @@ def _check() -> int:
     return 0 if all(v is None for v in results.values()) else 1
 
 
-def _restore(directory: Path, detach: bool, planner: str | None) -> int:
-    from engine import restore
+def _restore(directory: Path, detach: bool, planner: str | None, new_pidns: bool) -> int:
+    from engine import proc, restore
 
-    roots = restore(directory, planner)
+    roots = restore(directory, planner, new_pidns)
     print(",".join(map(str, roots)), flush=True)
     if detach:
         return 0
-    # Like a shell: the first root's exit status, 128 + signal when killed.
-    statuses = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in roots]
+    # Like a shell: the first root's exit status, 128 + signal when killed. In a new pid
+    # namespace the roots are our init's children: it passes that status on as its own.
+    waited = [proc.stat(roots[0]).ppid] if new_pidns else roots
+    statuses = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in waited]
     return statuses[0] if statuses[0] >= 0 else 128 - statuses[0]
 
 
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("-D", "--images-dir", type=Path, required=True, metavar="DIR")
     r.add_argument("--detach", action="store_true", help="print the root pid(s) and exit")
     r.add_argument("--planner", metavar="NAME", help="restore planner (entry point group ckpt.planners)")
+    r.add_argument("--new-pidns", action="store_true",
+                   help="restore inside a new pid namespace under an init of ours; the tasks keep their pids there")
     pl = sub.add_parser("plan", help="print the restore plan of a checkpoint, validated")
     pl.add_argument("dir", type=Path)
     pl.add_argument("--planner", metavar="NAME", help="restore planner (entry point group ckpt.planners)")
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"dumped {','.join(map(str, args.tree))} into {args.images_dir}")
             return 0
         if args.cmd == "restore":
-            return _restore(args.images_dir, args.detach, args.planner)
+            return _restore(args.images_dir, args.detach, args.planner, args.new_pidns)
         if args.cmd == "plan":
             return _plan(args.dir, args.planner)
         from engine.show import render

@@ -11,7 +11,7 @@ from typing import Any
 
 from engine import proc
 from engine.errors import CkptError, ProcessGone
-from engine.plan import RESTORER, Exit, Fork, Plan, Reap, Setpgid, Setsid, Subreaper, Table, Wait, op_text
+from engine.plan import NEW_INIT, RESTORER, Exit, Fork, Plan, Reap, Setpgid, Setsid, Subreaper, Table, Wait, op_text
 from native import ffi, lib
 
 TIMEOUT_MS = 30_000
@@ -24,12 +24,22 @@ def _actors(plan: Plan) -> list[int]:
     return [RESTORER] + sorted((set(plan.ops) | forked) - {RESTORER})
 
 
+def _in_new_pidns(plan: Plan) -> Plan:
+    """The plan run under an init of ours in a new pid namespace: the init does what the
+    restorer did (forks the roots, reaps its helpers)."""
+    ops = dict(plan.ops)
+    ops[NEW_INIT] = ops.pop(RESTORER, [])
+    ops[RESTORER] = [Fork(NEW_INIT)]
+    return Plan(ops, plan.helpers | {NEW_INIT})
+
+
 def _encode(plan: Plan, table: Table, order: list[int]) -> tuple[Any, Any]:
     """The plan as the executor's arrays of actors and operations."""
     index = {key: i for i, key in enumerate(order)}
     actors = ffi.new("struct ckpt_plan_actor[]", len(order))
     flat: list[tuple[int, int, int]] = []
     depth = _depths(plan, table)
+    shift = 1 if NEW_INIT in plan.ops else 0  # levels below ours the table's outermost is
     for i, key in enumerate(order):
         ops = plan.ops.get(key, [])
         actors[i].first, actors[i].nops = len(flat), len(ops)
@@ -39,7 +49,9 @@ def _encode(plan: Plan, table: Table, order: list[int]) -> tuple[Any, Any]:
             raise CkptError(f"pid {key} is {len(levels)} pid namespaces deep: at most {lib.CKPT_PLAN_LEVELS}")
         actors[i].nlevels = len(levels)
         actors[i].flags = row.ns_flags if row else 0
-        actors[i].depth = depth.get(key, 0)
+        actors[i].depth = depth.get(key, 0) + shift
+        if key == NEW_INIT:
+            actors[i].flags, actors[i].depth, actors[i].init = lib.CLONE_NEWPID | lib.CLONE_NEWNS, 1, 1
         if row and row.zombie:
             actors[i].blocked, actors[i].ignored, actors[i].caught = row.sigmasks
             actors[i].comm = row.comm.encode(errors="replace")[:15]
@@ -96,8 +108,11 @@ def _code(op: object, index: dict[int, int], pgid: int) -> tuple[int, int, int]:
     raise TypeError(op)
 
 
-def run(plan: Plan, table: Table) -> dict[int, int]:
-    """Build the tree; return every actor's pid (as we see it) by key."""
+def run(plan: Plan, table: Table, new_pidns: bool = False) -> dict[int, int]:
+    """Build the tree (under an init of ours in a new pid namespace if asked: the table's
+    pids are then that namespace's); return every actor's pid (as we see it) by key."""
+    if new_pidns:
+        plan = _in_new_pidns(plan)
     order = _actors(plan)
     actors, ops = _encode(plan, table, order)
     n = len(order)
@@ -131,6 +146,8 @@ def _failure(plan: Plan, order: list[int], actors: Any) -> str:
     """The first actor that failed, its step and why, in one line."""
     for i, key in enumerate(order):
         a = actors[i]
+        if a.err and a.step >= len(plan.ops[key]):
+            return f"{plan.who(key)}, setting up its namespaces: {os.strerror(a.err)}"
         if a.err:
             op = plan.ops[key][a.step]
             if isinstance(op, Fork) and a.err == errno.EEXIST:
@@ -171,7 +188,7 @@ def dead_but_there(pid: int) -> bool:
 def kill(pids: dict[int, int]) -> None:
     """SIGKILL every process the plan made and reap what comes to us (its roots, and orphans
     since we were their subreaper); the rest is reaped by its own subreaper."""
-    made = {p for k, p in pids.items() if k != RESTORER and p > 0}
+    made = {p for k, p in pids.items() if k != RESTORER and p > 1 and p != os.getpid()}
     for pid in made:
         try:
             os.kill(pid, signal.SIGKILL)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from engine.errors import CkptError
 
 RESTORER = 0  # the process running the restore: parent of every root
+NEW_INIT = -(1 << 30)  # with a new pid namespace: its init, which does the restorer's part
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,8 @@ class Plan:
 
     def who(self, actor: int) -> str:
         """An actor as messages name it."""
+        if actor == NEW_INIT:
+            return "the new pid namespace's init"
         return "the restorer" if actor == RESTORER else f"{'helper' if actor in self.helpers else 'task'} {actor}"
 
     def render(self) -> str:

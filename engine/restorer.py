@@ -139,29 +139,36 @@ def _await_free(table: Table, timeout: float = 2.0) -> None:
             time.sleep(0.002)
 
 
-def restore(directory: Path, planner: str | None = None) -> list[int]:
-    """Restore every task of the checkpoint; return the roots' pids in dump order."""
+def restore(directory: Path, planner: str | None = None, new_pidns: bool = False) -> list[int]:
+    """Restore every task of the checkpoint; return the roots' pids in dump order. With
+    new_pidns the tasks keep their pids inside a new pid namespace (and mount namespace, with
+    its /proc) under an init of ours, our child, which exits when the roots are gone."""
     roots, tasks, table = load(directory)
     ns = load_ns(directory, table)
     from engine import planners  # entry points are looked up only when restoring
 
     plan = planners.make_plan(table, planner)
     namespaces.check_outer(ns)
-    _await_free(table)
+    if new_pidns:
+        taken = [p for p, r in table.rows.items() if (r.nspids or (p,))[0] == 1]
+        if taken:
+            raise CkptError(f"task {taken[0]} has pid 1, which the new pid namespace's init takes")
+    else:
+        _await_free(table)
     made = Pipes(load_pipes(directory))
     try:
-        return _build(roots, tasks, table, plan, made, ns)
+        return _build(roots, tasks, table, plan, made, ns, new_pidns)
     finally:
         made.close()
 
 
 def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: Plan, made: Pipes,
-           ns: Namespaces) -> list[int]:
+           ns: Namespaces, new_pidns: bool) -> list[int]:
     """Run the plan, rebuild every live task, give the namespaces they made their state,
     let all go together."""
     own = os.pidfd_open(os.getpid())  # every stub inherits it: see engine.handover
     try:
-        pids = execute.run(plan, table)
+        pids = execute.run(plan, table, new_pidns)
     finally:
         os.close(own)  # the stubs' copies live on
     traced: list[Tracee] = []

@@ -9,7 +9,7 @@
  * every actor it knows of. Included by ffi_build through the `plan` cdefs topic.
  *
  * Pids: an actor's `pid` is how the caller sees it (it reads /proc, traces and kills by
- * it): for a task with given pids the outermost one; else what clone3 returned, when the
+ * it): for a task with its pid given at every level the outermost one; else what clone3 returned, when the
  * creator is in the caller's pid namespace; else the actor reads it from /proc/self (the
  * caller's proc: a new mount namespace starts as a copy of the caller's). `vpid` is how its
  * creator sees it, for wait4. */
@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -49,6 +50,7 @@ struct ckpt_plan_actor {
 	int tids[CKPT_PLAN_LEVELS];
 	int flags;		/* CLONE_NEW* namespaces its fork makes */
 	int depth;		/* pid namespaces below the caller's it lives in */
+	int init;		/* 1: the init of a new pid namespace of ours (see plan_init) */
 	int pid;		/* as the caller sees it, once made */
 	int vpid;		/* as its creator (and so its parent) sees it */
 	int done;		/* operations completed (a futex word) */
@@ -211,7 +213,7 @@ static long plan_clone(struct ckpt_plan_actor *child, int clone_parent)
 	memset(a, 0, sizeof(a));
 	a[0] = (clone_parent ? CLONE_PARENT : 0) | (uint64_t)(unsigned)child->flags;	/* flags */
 	a[4] = clone_parent ? 0 : SIGCHLD;		/* exit_signal (CLONE_PARENT takes ours) */
-	a[8] = (uintptr_t)child->tids;			/* set_tid */
+	a[8] = child->nlevels ? (uintptr_t)child->tids : 0;	/* set_tid (none: EINVAL) */
 	a[9] = (uint64_t)child->nlevels;		/* set_tid_size */
 	return syscall(SYS_clone3, a, sizeof(a));
 }
@@ -229,7 +231,7 @@ static void plan_set_pid(struct ckpt_plan_actor *a, int pid)
 static void plan_made(struct ckpt_plan_actor *child, int rc, const struct ckpt_plan_actor *me)
 {
 	__atomic_store_n(&child->vpid, rc, __ATOMIC_SEQ_CST);
-	if (child->nlevels)
+	if (child->nlevels == child->depth + 1)	/* its pid in our namespace is given */
 		plan_set_pid(child, child->tids[child->nlevels - 1]);
 	else if (me->depth == 0)
 		plan_set_pid(child, rc);
@@ -290,6 +292,45 @@ static int plan_step(struct ckpt_plan_shared *s, const struct ckpt_plan_actor *m
 	return rc < 0 ? errno : 0;
 }
 
+/* The init of a pid namespace the caller asked for, once its operations are done: when
+ * every other actor is done too (no one reads /proc by the caller's pids any more), it
+ * gives its mount namespace a private /proc of the new pid namespace, then lets go of the
+ * caller's fds and reaps whatever comes to it; when its own children (the tree's roots) are
+ * all gone it exits with the first one's status (128 + signal when killed). */
+static void plan_init(struct ckpt_plan_shared *s, struct ckpt_plan_actor *a)
+{
+	const struct ckpt_plan_op *ops = &plan_ops(s)[a->first];
+	int i, seen, st, first = -1, left = 0, pid;
+
+	while ((seen = __atomic_load_n(&s->finished, __ATOMIC_SEQ_CST)) < s->nactors - 2) {
+		if (__atomic_load_n(&s->failed, __ATOMIC_SEQ_CST))
+			plan_park();
+		plan_futex_wait(&s->finished, seen, 20 * 1000 * 1000);
+	}
+	if (syscall(SYS_mount, NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+	    syscall(SYS_mount, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) {
+		plan_fail(s, a, a->nops, errno);
+		plan_park();
+	}
+	for (i = 0; i < a->nops; i++)	/* helpers it made were reaped by its own operations */
+		left += (ops[i].kind == CKPT_OP_FORK) - (ops[i].kind == CKPT_OP_REAP);
+	plan_bump(&s->finished);
+	syscall(SYS_close_range, 0, ~0U, 0);
+	syscall(SYS_prctl, PR_SET_NAME, "ckpt-init", 0, 0, 0);
+	while (left > 0) {
+		pid = (int)syscall(SYS_wait4, -1, &st, __WALL, NULL);
+		if (pid < 0)
+			continue;
+		for (i = 0; i < a->nops; i++)
+			if (ops[i].kind == CKPT_OP_FORK && s->actors[ops[i].a].vpid == pid) {
+				if (first < 0)
+					first = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+				left--;
+			}
+	}
+	syscall(SYS_exit_group, first < 0 ? 0 : first);
+}
+
 /* The life of a forked actor: every signal blocked, its operations, then parked. */
 static void plan_actor(struct ckpt_plan_shared *s, int me)
 {
@@ -318,6 +359,8 @@ static void plan_actor(struct ckpt_plan_shared *s, int me)
 			plan_exit(a, op->a);
 		}
 	}
+	if (a->init)
+		plan_init(s, a);	/* never returns */
 	plan_bump(&s->finished);
 	plan_park();
 }

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import engine
+import engine.errors
 from engine.errors import Unsupported
 from harness import build
 
@@ -113,12 +114,12 @@ def _children(pid: int) -> list[int]:
 
 def test_namespaces_come_back(tmp_path: Path) -> None:
     init = _start(tmp_path)
-    (child,) = _children(init)
-    seen = _look(init)
-    assert seen == "ckpt-ns-test ['1', '2'] ['1'] lo ok", seen
-    stat_fd = next(fd for fd in os.listdir(f"/proc/{child}/fd")
-                   if os.readlink(f"/proc/{child}/fd/{fd}") == "/proc/2/stat")
     try:
+        (child,) = _children(init)
+        seen = _look(init)
+        assert seen == "ckpt-ns-test ['1', '2'] ['1'] lo ok", seen
+        stat_fd = next(fd for fd in os.listdir(f"/proc/{child}/fd")
+                       if os.readlink(f"/proc/{child}/fd/{fd}") == "/proc/2/stat")
         engine.dump([init], tmp_path / "img")
         _kill(init)
         assert engine.restore(tmp_path / "img") == [init]
@@ -156,3 +157,58 @@ def test_unrestorable_namespace_state_is_refused(tmp_path: Path, extra: str, why
         assert _look(init).startswith("ckpt-ns-test")
     finally:
         _kill(init)
+
+
+# A host tree: the root leads its session, has a sleeping child and a zombie child.
+HOST_TREE = r"""
+import os, signal, sys
+os.setsid()
+if os.fork() == 0:
+    while True:
+        signal.pause()
+if os.fork() == 0:
+    os._exit(7)
+open(sys.argv[1], "w").close()
+while True:
+    signal.pause()
+"""
+
+
+def test_new_pidns_keeps_pids_inside_when_they_are_taken_outside(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    p = subprocess.Popen([sys.executable, "-c", HOST_TREE, str(ready)])
+    deadline = time.monotonic() + 10
+    while not ready.exists():
+        assert time.monotonic() < deadline, "the tree did not build"
+        time.sleep(0.01)
+    time.sleep(0.1)  # the zombie is one
+    live, zombie = sorted(_children(p.pid), key=lambda c: Path(f"/proc/{c}/stat").read_text().split()[2] == "Z")
+    engine.dump([p.pid], tmp_path / "img")
+    p.wait()
+    from test_tree_engine import _hold_pid, _kill_tree, _wait_gone
+    _wait_gone([live, zombie])
+    holder = _hold_pid(p.pid)  # the root's pid is taken here: only a new namespace has it free
+    init = 0
+    try:
+        with pytest.raises(engine.errors.CkptError, match=f"pid {p.pid} is already taken"):
+            engine.restore(tmp_path / "img")
+        (root,) = engine.restore(tmp_path / "img", new_pidns=True)
+        init = int(Path(f"/proc/{root}/stat").read_text().split(") ")[1].split()[1])
+        assert _levels(init)[1:] == [1]
+        assert _levels(root)[1:] == [p.pid] and root != p.pid
+        inside = {_levels(c)[-1]: c for c in _children(root)}
+        assert sorted(inside) == sorted([live, zombie])
+        assert Path(f"/proc/{inside[zombie]}/stat").read_text().split()[2] == "Z"
+        # Its own /proc: the root's pid there is the one it had.
+        assert Path(f"/proc/{init}/root/proc/{p.pid}/status").read_text().count(f"NSpid:\t{p.pid}\n") == 1
+        # The init passes the root's end on, and the namespace ends with it.
+        os.kill(root, signal.SIGKILL)
+        _, status = os.waitpid(init, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 128 + signal.SIGKILL
+        init = 0
+        _wait_gone([root, *inside.values()])
+        assert not any(os.path.exists(f"/proc/{c}") for c in [root, *inside.values()])
+    finally:
+        _kill_tree([holder])
+        if init:
+            _kill(init)

@@ -24,6 +24,7 @@ struct ckpt_plan_actor {
     int tids[8];
     int flags;
     int depth;
+    int init;
     int pid;
     int vpid;
     int done;
