@@ -51,6 +51,10 @@ SIGEV_AT, ID_AT, SPEC_AT, NOW_AT, WAIT_AT, SET_AT, INFO_AT = 0, 64, 128, 160, 19
 GLOBAL_CLOCKS = {0: 0, 8: 0, 11: 11}
 NS_CLOCKS = {1: 1, 7: 7, 9: 7}
 
+# Clocks that keep running while the task is frozen or gone: REALTIME, MONOTONIC, BOOTTIME,
+# REALTIME_ALARM, BOOTTIME_ALARM, TAI.
+RUNNING_CLOCKS = {0, 1, 7, 8, 9, 11}
+
 SAFETY_NS = 3_000_000  # margin past the expected remote-call latency when replaying overruns
 WAIT_NS = 100_000_000  # longest wait for a replayed timer to expire again
 TRIES = 20  # replays of an overrun: the remote-call latency of a busy machine varies by ms
@@ -112,9 +116,14 @@ def _inner(tid: int) -> int:
     return threads.nstids(tid)[-1]
 
 
+def _boot_id() -> str:
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        return f.read().strip()
+
+
 def dump(t: Tracee) -> Timers:
     """The itimers and every POSIX timer of the (seized) task."""
-    msg = Timers()
+    msg = Timers(boot_id=_boot_id())
     queued = signals.pending(t)
     with t.scratch() as buf:
         for which, name in enumerate(ITIMERS):
@@ -132,6 +141,7 @@ def dump(t: Tracee) -> Timers:
             msg.posix.add(id=p.id, clock=p.clock, notify=p.notify, signo=p.signo, value=p.value,
                           target=0 if p.target == t.pid else _inner(p.target), armed=value_ns > 0 or pending,
                           value_ns=value_ns, interval_ns=isec * NS + insec, overrun=overrun, pending=pending)
+    msg.taken_ns = time.monotonic_ns()
     return msg
 
 
@@ -353,10 +363,38 @@ def _restore_posix(s: _Stub, timers: list[PosixTimer]) -> None:
             s.settime(p, 0, p.value_ns, p.interval_ns)
 
 
+def _left(value: int, interval: int, elapsed: int) -> int:
+    """Time left once `elapsed` more has passed: a periodic timer keeps its phase (the
+    expiries it missed meanwhile are lost), a one-shot one that is due expires at once."""
+    if value <= elapsed:
+        return interval - (elapsed - value) % interval if interval else 1
+    return value - elapsed
+
+
+def compensate(msg: Timers, now_ns: int, boot_id: str) -> Timers:
+    """The timers as they stand `now_ns` (CLOCK_MONOTONIC): the time since the dump taken off
+    those whose clocks kept running; unchanged on another boot (the clocks restarted)."""
+    out = Timers()
+    out.CopyFrom(msg)
+    if msg.boot_id != boot_id or now_ns <= msg.taken_ns:
+        return out
+    elapsed = now_ns - msg.taken_ns
+    for p in out.posix:
+        # A periodic one with its signal queued reads the time to its next expiry: the same.
+        if p.clock in RUNNING_CLOCKS and p.value_ns:
+            p.value_ns = _left(p.value_ns, p.interval_ns, elapsed)
+    it = out.real
+    if it.value_us and not it.pending:
+        it.value_us = _left(it.value_us, it.interval_us, elapsed // 1000)
+    out.taken_ns = now_ns
+    return out
+
+
 def restore(t: Tracee, lay: Layout, msg: Timers) -> None:
     """The POSIX timers, then the itimers. Runs after the signals part: the copies of timer
     signals it queued are replaced by the timers' own."""
     s = _stub(t, lay)
+    msg = compensate(msg, time.monotonic_ns(), _boot_id())
     if msg.posix:
         _restore_posix(s, list(msg.posix))
     # Last: an ITIMER_REAL expiring at once must not put a SIGALRM among drained signals.

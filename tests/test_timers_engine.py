@@ -315,3 +315,20 @@ def test_expired_itimer_real_waiting_for_its_sigalrm(program: Path, procs: list[
     [[left, again]] = rows["rearmed"]
     # Taking SIGALRM re-armed it: it fires again (left reads 0 if it did so before getitimer).
     assert 0 <= left <= 5000 and again == 1
+
+
+def test_restore_takes_the_checkpoint_time_off_running_clocks() -> None:
+    from engine.images.timers_pb2 import ITimer, PosixTimer, Timers
+    from engine.timers import compensate
+
+    ms = 1_000_000
+    msg = Timers(taken_ns=1000 * ms, boot_id="b", real=ITimer(value_us=50_000, interval_us=0), posix=[
+        PosixTimer(id=0, clock=1, value_ns=300 * ms, interval_ns=0),            # monotonic one-shot
+        PosixTimer(id=1, clock=0, value_ns=30 * ms, interval_ns=100 * ms),      # realtime periodic, missed
+        PosixTimer(id=2, clock=7, value_ns=30 * ms, interval_ns=0),             # boottime one-shot, due
+        PosixTimer(id=3, clock=-6, value_ns=300 * ms, interval_ns=0),           # a CPU clock: frozen
+        PosixTimer(id=4, clock=0, value_ns=300 * ms, interval_ns=900 * ms, pending=True)])
+    got = compensate(msg, 1250 * ms, "b")
+    assert [p.value_ns for p in got.posix] == [50 * ms, 80 * ms, 1, 300 * ms, 50 * ms]
+    assert got.real.value_us == 1 and msg.posix[0].value_ns == 300 * ms  # the image is untouched
+    assert [p.value_ns for p in compensate(msg, 1250 * ms, "other boot").posix] == [p.value_ns for p in msg.posix]
