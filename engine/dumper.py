@@ -91,11 +91,8 @@ def dump(roots: list[int], out: Path, leave_running: bool = False) -> None:
     try:
         # Every task is stopped before any is read, and stays stopped until all are written.
         frozen = _freeze(roots)
+        made = namespaces.dump(frozen)  # before the table: it sets the entries' ns_flags
         table = frozen.table(roots)
-        made, ns_flags = namespaces.dump({pid: (t.entry.ppid, t.leader) for pid, t in frozen.tasks.items()},
-                                         {pid: list(t.entry.nspids) for pid, t in frozen.tasks.items()})
-        for entry in table.tasks:
-            entry.ns_flags = ns_flags.get(entry.pid, 0)
         pipe_data: dict[int, PipeData] = {}
         for task in frozen.tasks.values():
             if task.leader is not None:

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 from engine.errors import CkptError, Unsupported
-from engine import pipes
+from engine import pipes, proc
 from engine.handover import Handover
 from engine.images.files_pb2 import Fd, Files, PipeData
 from engine.mm import Layout, open_in
@@ -41,11 +41,7 @@ def _fs_type(path: str) -> int:
 
 
 def _umask(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    return 0o022
+    return int(proc.status(pid).get("Umask", "022"), 8)
 
 
 def dump(pid: int, pipe_data: dict[int, PipeData]) -> Files:
@@ -132,9 +128,8 @@ def _ghost(e: Fd) -> Path:
 def restore(t: Tracee, lay: Layout, files: Files, made: pipes.Pipes, hand: Handover) -> None:
     """Close the stub's fds and open the dumped ones at their numbers, positions and flags;
     pipe ends come from the restorer's pipes."""
-    keep = hand.keep(max((e.fd for e in files.fds), default=0) + 1)
-    if keep:
-        t.call("close_range", lib.SYS_close_range, 0, keep - 1, 0)
+    keep = hand.keep(max((e.fd for e in files.fds), default=0) + 1)  # above fd 0: two ranges
+    t.call("close_range", lib.SYS_close_range, 0, keep - 1, 0)
     t.call("close_range", lib.SYS_close_range, keep + 1, 0xFFFFFFFF, 0)
     ghosts: dict[str, Path] = {}  # one ghost per removed file, however many fds open it
     try:

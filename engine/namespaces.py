@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from engine.errors import CkptError, ProcessGone, Unsupported
 from engine.images.ns_pb2 import Mount, Namespace, Namespaces
 from engine.ptrace import Tracee
+from engine.tree import Frozen
 from native import lib
 
 KINDS = {"pid": lib.CLONE_NEWPID, "mnt": lib.CLONE_NEWNS, "net": lib.CLONE_NEWNET, "ipc": lib.CLONE_NEWIPC,
@@ -176,15 +177,14 @@ def _ipc(t: Tracee) -> None:
                           f"{sem} semaphore sets, {msg} message queues): not dumped yet")
 
 
-def dump(tasks: dict[int, tuple[int, Tracee | None]], nspids: dict[int, list[int]]) -> tuple[Namespaces, dict[int, int]]:
-    """The namespaces made by tasks of the tree and their state; each task's CLONE_NEW*
-    flags. `tasks`: pid -> (parent pid, 0 for a root; the seized leader, None for a zombie),
-    parents first; `nspids`: each task's pid at every level."""
+def dump(frozen: Frozen) -> Namespaces:
+    """The namespaces made by tasks of the frozen tree and their state; each task's entry
+    gets its CLONE_NEW* flags."""
     seen: dict[int, dict[str, int]] = {}
-    flags: dict[int, int] = {}
     made: dict[tuple[str, int], int] = {}  # (kind, id) -> the task that made it
     out = Namespaces()
-    for pid, (parent, leader) in tasks.items():
+    for pid, task in frozen.tasks.items():  # parents first
+        parent, leader = task.entry.ppid, task.leader
         if leader is None:
             continue  # a zombie has no namespaces left: it was forked into its parent's
         mine = seen[pid] = ids(pid)
@@ -201,7 +201,7 @@ def dump(tasks: dict[int, tuple[int, Tracee | None]], nspids: dict[int, list[int
         for kind, flag in KINDS.items():
             if mine[kind] == theirs[kind]:
                 continue
-            if kind == "pid" and not _is_init(pid, parent, nspids):
+            if kind == "pid" and not _is_init(frozen, pid, parent):
                 raise Unsupported(f"pid {pid}: its pid namespace is not its parent's, and it is not that "
                                   "namespace's init (entered with setns: not supported)")
             if (kind, mine[kind]) in made:
@@ -210,14 +210,15 @@ def dump(tasks: dict[int, tuple[int, Tracee | None]], nspids: dict[int, list[int
             made[kind, mine[kind]] = pid
             f |= flag
             out.namespaces.append(_state(kind, leader, outer, mine[kind]))
-        flags[pid] = f
-    return out, flags
+        task.entry.ns_flags = f
+    return out
 
 
-def _is_init(pid: int, parent: int, nspids: dict[int, list[int]]) -> bool:
-    """Pid 1 of a namespace one level below its parent's."""
-    mine = nspids[pid]
-    above = len(nspids[parent]) if parent in nspids else len(nspids[pid]) - 1
+def _is_init(frozen: Frozen, pid: int, parent: int) -> bool:
+    """Pid 1 of a namespace one level below its parent's (a root's parent, the restorer, is
+    at the one level our /proc shows)."""
+    mine = frozen.tasks[pid].entry.nspids
+    above = len(frozen.tasks[parent].entry.nspids) if parent else 1
     return len(mine) == above + 1 and mine[-1] == 1
 
 

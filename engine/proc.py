@@ -33,6 +33,11 @@ class Area:
     inode: int = 0
 
 
+def read(pid: int, name: str) -> str:
+    """A /proc/PID file's text (pid may be a thread's id); ProcessGone once the task is."""
+    return _read(pid, name)
+
+
 def _read(pid: int, name: str) -> str:
     try:
         # errors="replace": a task may name itself with any bytes (comm is not UTF-8 by contract).
@@ -48,6 +53,16 @@ def stat(pid: int) -> TaskStat:
     rest = raw[raw.rindex(")") + 2:].split()
     return TaskStat(pid, raw[raw.index("(") + 1:raw.rindex(")")], rest[0], int(rest[1]), int(rest[2]),
                     int(rest[3]), int(rest[6]))
+
+
+def status(pid: int) -> dict[str, str]:
+    """/proc/PID/status as name -> value (a thread's own with its tid)."""
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in _read(pid, "status").splitlines())}
+
+
+def levels(st: dict[str, str], key: str, default: int) -> list[int]:
+    """An id at every pid namespace level, outermost first (NSpid, NSpgid, NSsid of status)."""
+    return [int(x) for x in st[key].split()] if key in st else [default]
 
 
 def threads(pid: int) -> int:

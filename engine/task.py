@@ -10,7 +10,7 @@ import os
 import struct
 
 from engine import proc
-from engine.errors import CkptError, ProcessGone, Unsupported, raise_for
+from engine.errors import CkptError, Unsupported, raise_for
 from engine.images.task_pb2 import Creds, Rlimit, SeccompFilter, Task
 from engine.mm import KERNEL_AREAS, Layout
 from engine.ptrace import Tracee
@@ -55,21 +55,9 @@ THREAD_STATUS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd",
                  "Seccomp", "Seccomp_filters")
 
 
-def _proc(pid: int, name: str) -> str:
-    try:
-        with open(f"/proc/{pid}/{name}") as f:
-            return f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        raise ProcessGone(pid) from None
-
-
-def _status(pid: int) -> dict[str, str]:
-    return {k: v.strip() for k, _, v in (line.partition(":") for line in _proc(pid, "status").splitlines())}
-
-
 def _creds(pid: int, securebits: int) -> Creds:
     """Ids, groups and capability sets from /proc/PID/status."""
-    st = _status(pid)
+    st = proc.status(pid)
     uid, euid, suid, fsuid = (int(x) for x in st["Uid"].split())
     gid, egid, sgid, fsgid = (int(x) for x in st["Gid"].split())
     return Creds(uid=uid, euid=euid, suid=suid, fsuid=fsuid, gid=gid, egid=egid, sgid=sgid, fsgid=fsgid,
@@ -82,7 +70,7 @@ def _limits(pid: int) -> list[Rlimit]:
     """Every limit from /proc/PID/limits: prlimit() on a task of another uid needs
     CAP_SYS_RESOURCE, which root lacks on some machines (KERNEL-FACTS.md)."""
     out = []
-    for line in _proc(pid, "limits").splitlines()[1:]:
+    for line in proc.read(pid, "limits").splitlines()[1:]:
         res = next((i for i, n in enumerate(LIMITS) if line.startswith(n + " ")), None)
         if res is None:
             raise CkptError(f"pid {pid}: unknown line in /proc/PID/limits: {line!r}")
@@ -126,11 +114,11 @@ def _same_in_threads(pid: int, st: dict[str, str], filters: list[SeccompFilter])
     refuse a thread whose credentials, no_new_privs, personality or filters differ from the
     main thread's (as far as /proc and ptrace show them: securebits and pdeathsig of other
     threads are not visible from outside)."""
-    personality = _proc(pid, "personality")
+    personality = proc.read(pid, "personality")
     for tid in sorted(int(x) for x in os.listdir(f"/proc/{pid}/task") if int(x) != pid):
-        other = _status(tid)
+        other = proc.status(tid)
         differ = [k for k in THREAD_STATUS if other.get(k) != st.get(k)]
-        if _proc(tid, "personality") != personality:
+        if proc.read(tid, "personality") != personality:
             differ.append("personality")
         if not differ and st.get("Seccomp") == str(SECCOMP_MODE_FILTER) \
                 and _seccomp(tid, int(other.get("Seccomp_filters", "0"))) != filters:
@@ -143,7 +131,7 @@ def _same_in_threads(pid: int, st: dict[str, str], filters: list[SeccompFilter])
 def dump(t: Tracee) -> Task:
     """Everything above for the seized task."""
     pid = t.pid
-    st = _status(pid)
+    st = proc.status(pid)
     mode = int(st.get("Seccomp", "0"))
     if mode == SECCOMP_MODE_STRICT:
         # Strict mode allows only read/write/exit/sigreturn: a restored task cannot be given
@@ -161,7 +149,7 @@ def dump(t: Tracee) -> Task:
     filters = _seccomp(pid, int(st.get("Seccomp_filters", "0"))) if mode == SECCOMP_MODE_FILTER else []
     _same_in_threads(pid, st, filters)
     return Task(pid=pid, creds=_creds(pid, securebits), rlimits=_limits(pid),
-                personality=int(_proc(pid, "personality"), 16), no_new_privs=st.get("NoNewPrivs") == "1",
+                personality=int(proc.read(pid, "personality"), 16), no_new_privs=st.get("NoNewPrivs") == "1",
                 dumpable=dumpable, pdeathsig=pdeathsig, thp_disable=thp, robust_list=head, robust_len=size,
                 clear_tid=clear_tid, seccomp_mode=mode, seccomp=filters)
 
@@ -305,7 +293,7 @@ def restore(t: Tracee, lay: Layout, msg: Task) -> None:
     credentials resets (commit_creds in kernel/cred.c). In a thread other than the main one
     only the per-thread attributes: its robust list and tid address are the threads part's,
     and a new thread starts with pdeathsig 0 (copy_process)."""
-    st = _status(t.pid)
+    st = proc.status(t.pid)
     main = st.get("Tgid") == str(t.pid)
     if msg.seccomp_mode == SECCOMP_MODE_STRICT:
         raise Unsupported(f"pid {msg.pid}: seccomp strict mode (SECCOMP_MODE_STRICT)")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import struct
 
-from engine import cpu, signals
-from engine.errors import CkptError, ProcessGone
+from engine import cpu, proc, signals
+from engine.errors import CkptError
 from engine.images.core_pb2 import Core, Rseq, Thread
 from engine.mm import Layout
 from engine.ptrace import Tracee
@@ -29,15 +29,8 @@ def tids(pid: int) -> list[int]:
 
 
 def nstids(tid: int) -> list[int]:
-    """A thread's id at every pid namespace level, outermost first (NSpid of its status)."""
-    try:
-        with open(f"/proc/{tid}/status") as f:
-            for line in f:
-                if line.startswith("NSpid:"):
-                    return [int(x) for x in line.split()[1:]]
-    except (FileNotFoundError, ProcessLookupError):
-        raise ProcessGone(tid) from None
-    return [tid]
+    """A thread's id at every pid namespace level, outermost first."""
+    return proc.levels(proc.status(tid), "NSpid", tid)
 
 
 def _robust_list(tid: int) -> tuple[int, int]:

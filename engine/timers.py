@@ -7,6 +7,7 @@ is lost. A timer whose own signal was queued, or whose last signal carried overr
 back in that state by letting it expire in the stub, where every signal is blocked."""
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import struct
@@ -116,7 +117,9 @@ def _inner(tid: int) -> int:
     return threads.nstids(tid)[-1]
 
 
+@functools.cache
 def _boot_id() -> str:
+    """This boot's id: read once per process, it does not change."""
     with open("/proc/sys/kernel/random/boot_id") as f:
         return f.read().strip()
 

@@ -15,6 +15,7 @@ from engine.ptrace import Tracee
 from native import lib
 
 MAX_SCANS = 16
+EXIT_WAIT = 2.0  # seconds an exiting task may take to become a zombie
 VFORK_WAIT = 0.05  # seconds a task may take to leave vfork before this freeze gives up
 
 
@@ -56,29 +57,9 @@ def _outer(root: int) -> tuple[int, int]:
     return st.sid, st.pgid
 
 
-def _status_masks(pid: int) -> tuple[int, int, int]:
-    """SigBlk, SigIgn and SigCgt of /proc/PID/status (a zombie's are those it died with)."""
-    got = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("SigBlk", "SigIgn", "SigCgt"):
-                got[key] = int(value, 16)
-    return got.get("SigBlk", 0), got.get("SigIgn", 0), got.get("SigCgt", 0)
-
-
-def _levels(pid: int) -> dict[str, list[int]]:
-    """NSpid, NSpgid and NSsid: pid, group and session at every pid namespace level."""
-    out: dict[str, list[int]] = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("NSpid", "NSpgid", "NSsid"):
-                    out[key] = [int(x) for x in value.split()]
-    except (FileNotFoundError, ProcessLookupError):
-        raise ProcessGone(pid) from None
-    return out
+def _status_masks(st: dict[str, str]) -> tuple[int, int, int]:
+    """SigBlk, SigIgn and SigCgt of a status (a zombie's are those it died with)."""
+    return int(st.get("SigBlk", "0"), 16), int(st.get("SigIgn", "0"), 16), int(st.get("SigCgt", "0"), 16)
 
 
 def freeze(roots: list[int], frozen: Frozen) -> None:
@@ -125,15 +106,20 @@ def _take(pid: int, parent: int, frozen: Frozen) -> None:
         if _in_vfork(pid):
             raise InVfork(f"pid {pid} waits in vfork for its child, which shares its memory (not supported)")
         st = proc.stat(pid)
-    levels = _levels(pid)
-    entry = TaskEntry(pid=pid, ppid=parent, pgid=st.pgid, sid=st.sid, nspids=levels.get("NSpid", [pid]),
-                      nspgids=levels.get("NSpgid", [st.pgid]), nssids=levels.get("NSsid", [st.sid]))
+    status = proc.status(pid)
+    entry = TaskEntry(pid=pid, ppid=parent, pgid=st.pgid, sid=st.sid, nspids=proc.levels(status, "NSpid", pid),
+                      nspgids=proc.levels(status, "NSpgid", st.pgid), nssids=proc.levels(status, "NSsid", st.sid))
     task = Task(entry)
     if st.state not in "ZX":
         try:
             task.leader = Tracee(pid)
         except ProcessGone:
             st = proc.stat(pid)  # it died meanwhile: a zombie now (or gone, then an error)
+        except PtraceError as e:
+            # An exiting task refuses the seizure (EPERM): in a moment it is a zombie.
+            if e.err != errno.EPERM or not _exiting(pid, pid):
+                raise
+            st = _zombie_soon(pid)
         else:
             frozen.traced.append(task.leader)
             task.others = _freeze_threads(pid, frozen)
@@ -147,11 +133,21 @@ def _take(pid: int, parent: int, frozen: Frozen) -> None:
             raise CkptError(f"pid {pid}: its main thread exited while others run (not supported)")
         entry.zombie = True
         entry.status = int(proc.stat_fields(pid)[49])  # exit_code (proc(5) field 52)
-        masks = _status_masks(pid)
+        masks = _status_masks(proc.status(pid))  # now: one that died while seized has its last masks
         entry.sig_blocked, entry.sig_ignored, entry.sig_caught = masks
         entry.comm = st.comm
     entry.tids.extend([pid] + [t.pid for t in task.others])
     frozen.tasks[pid] = task
+
+
+def _zombie_soon(pid: int) -> proc.TaskStat:
+    """The stat of an exiting task once it is a zombie (its parent is frozen: no one reaps it)."""
+    deadline = time.monotonic() + EXIT_WAIT
+    while (st := proc.stat(pid)).state not in "ZX":
+        if time.monotonic() > deadline:
+            raise CkptError(f"pid {pid} is exiting and did not become a zombie within {EXIT_WAIT:g}s")
+        time.sleep(0.001)
+    return st
 
 
 def _in_vfork(pid: int) -> bool:
