@@ -15,7 +15,7 @@ it tells them which Waits an operation needs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from engine.plan import RESTORER, Exit, Fork, Op, Plan, PlanError, Reap, Setpgid, Setsid, Subreaper, Table, \
     Wait, op_text
@@ -76,6 +76,14 @@ class Kernel:
         self.acc = Access()
         self._next = floor
         self._ns_tasks: dict[int, set[int]] = {}  # by namespace init: every task made inside
+
+    def copy(self) -> Kernel:
+        """An independent copy (search planners try operations on copies)."""
+        k = Kernel.__new__(Kernel)
+        k.procs = {pid: replace(p) for pid, p in self.procs.items()}
+        k.acc, k._next = Access(), self._next
+        k._ns_tasks = {init: set(pids) for init, pids in self._ns_tasks.items()}
+        return k
 
     def fresh(self) -> int:
         """A pid no table task, group, session or earlier helper uses."""

@@ -17,7 +17,7 @@ CFLAGS = ["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE", "-pthread
 LDLIBS = ["-lpthread", "-lrt"]
 
 #: Helper programs of the harness itself, built like tests: name -> source.
-HELPERS = {"zdtm-nsinit": paths.NATIVE / "nsinit.c"}
+HELPERS = {"zdtm-nsinit": paths.NATIVE / "nsinit.c", "zdtm-treebuild": paths.NATIVE / "treebuild.c"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,8 @@ def build(sources: Iterable[tuple[Path, Path]], jobs: int | None = None) -> int:
         # Several specs may run one program (variants with other options): build it once.
         unique = dict((dst, src) for src, dst in sources)
         programs = [_program_target(src, dst, archive.output) for dst, src in sorted(unique.items())]
-        programs += [_program_target(src, out / "native" / name, archive.output) for name, src in HELPERS.items()]
+        programs += [_program_target(src, out / "native" / name, archive.output) for name, src in HELPERS.items()
+                     if out / "native" / name not in unique]
         stale = sum(_stale(t) for t in programs)
         errors = _run(programs, jobs)
         if errors:

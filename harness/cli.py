@@ -44,6 +44,25 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--specs", action="append", default=[], metavar="DIR", help="another spec directory")
     r.add_argument("pytest_args", nargs="*", help="passed to pytest after --")
 
+    fz = sub.add_parser("fuzz", help="fuzz process-tree shapes through an engine, or compare restore planners")
+    fz.add_argument("--engine", default="ckpt", help="engine under test")
+    fz.add_argument("--planner", default=None, help="ckpt's restore planner (default: standard)")
+    fz.add_argument("-f", "--flavor", default="host", help="host or ns")
+    fz.add_argument("--examples", type=int, default=100, help="scripts to try (shrinking comes on top)")
+    fz.add_argument("--seed", type=int, default=None, help="hypothesis seed (default: random)")
+    fz.add_argument("--max-ops", type=int, default=12, help="operations per script at most")
+    fz.add_argument("--report", default="", metavar="DIR", help="report directory (default: a new one in /tmp)")
+    fz.add_argument("--db", default=str(paths.ROOT / ".hypothesis" / "zdtm-fuzz"), metavar="DIR",
+                    help="hypothesis example database: failures found before are replayed first")
+    fz.add_argument("--save", default="", metavar="SPECDIR",
+                    help="write the shrunk failure as test fuzz/NAME below this spec directory "
+                         "(default: REPORT/specs; `--save specs` adds it to the corpus)")
+    fz.add_argument("--compare-planners", default="", metavar="A,B",
+                    help="plan generated trees with these planners (no C/R unless --real)")
+    fz.add_argument("--trees", type=int, default=10000, help="trees for --compare-planners")
+    fz.add_argument("--mutate", type=float, default=0.3, help="share of trees given a near-miss change")
+    fz.add_argument("--real", type=int, default=0, help="with --compare-planners: trees also run through ckpt")
+
     rep = sub.add_parser("report", help="re-render report.md and report.html from report.json")
     rep.add_argument("dirs", nargs="+", metavar="DIR")
     return p
@@ -178,11 +197,65 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    """Fuzz trees through an engine (exit 1 on a failure), or compare planners."""
+    import tempfile
+
+    from harness.fuzz import report as freport
+
+    out = Path(args.report) if args.report else Path(tempfile.mkdtemp(prefix="zdtm-fuzz."))
+    if args.compare_planners:
+        from engine.planners import UnknownPlanner
+        from harness.fuzz.compare import compare
+
+        names = [n for n in args.compare_planners.split(",") if n]
+        try:
+            doc = compare(names, args.trees, args.seed or 0, args.max_ops, args.mutate, args.real, out)
+        except UnknownPlanner as e:
+            raise UsageError(f"--compare-planners: {e}") from None
+        print(freport.write(out, doc))
+        for p in doc["planners"]:
+            print(f"{p['name']}: planned {p['planned']}/{doc['trees']}, impossible {p['impossible']}, "
+                  f"too weak {p['too_weak']}, unknown {p['unknown']}, helpers {p['helpers']}, "
+                  f"{p['seconds'] * 1000 / max(1, doc['trees']):.2f} ms per tree; "
+                  f"real C/R {p['real_pass']} passed, {p['real_fail']} failed")
+        return 1 if any(p["real_fail"] for p in doc["planners"]) else 0
+    from harness.fuzz.driver import fuzz, save
+    from harness.fuzz.run import Runner
+
+    if args.flavor not in flavors.NAMES:
+        raise UsageError(f"unknown flavor '{args.flavor}'; expected one of {', '.join(flavors.NAMES)}")
+    if args.examples < 1 or args.max_ops < 0:
+        raise UsageError("--examples takes a number >= 1, --max-ops >= 0")
+    from engine.errors import CkptError
+
+    try:
+        runner = Runner(args.engine, args.flavor, out / "work", args.planner)
+    except CkptError as e:  # an unknown planner
+        raise UsageError(f"--planner {args.planner}: {e}") from None
+    why = runner.unavailable()
+    if why:
+        print(f"zdtm fuzz: engine {args.engine} cannot run here: {why}", file=sys.stderr)
+        return 2
+    camp = fuzz(runner, args.examples, args.seed, Path(args.db) if args.db else None, args.max_ops)
+    saved = None
+    if camp.failure is not None:
+        saved = save(camp.failure, Path(args.save) if args.save else out / "specs",
+                     f"zdtm fuzz --engine {args.engine} -f {args.flavor} --seed {args.seed}")
+    doc = freport.campaign_doc(camp, args.engine, args.flavor, args.planner, args.seed, saved)
+    print(freport.write(out, doc))
+    print(f"{camp.examples} scripts, {doc['passed']} passed, {doc['failed']} failed"
+          + (f"; smallest failure ({len(camp.failure.script)} operations): {camp.failure.summary()}; "
+             f"saved as {saved}" if camp.failure else ""))
+    return 1 if camp.failure else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors are one line and exit 2, never a traceback."""
     args = _parser().parse_args(argv)
     try:
-        return {"list": cmd_list, "build": cmd_build, "run": cmd_run, "report": cmd_report}[args.cmd](args)
+        return {"list": cmd_list, "build": cmd_build, "run": cmd_run, "report": cmd_report,
+                "fuzz": cmd_fuzz}[args.cmd](args)
     except ZdtmError as e:
         print(f"zdtm: {e}", file=sys.stderr)
         return e.exit_code

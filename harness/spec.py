@@ -170,6 +170,12 @@ def _expect(c: _Checker) -> tuple[Expectation, ...]:
 def _program(c: _Checker, name: str, kind: str) -> tuple[Path, Path | None]:
     """Resolve the program: a C source under zdtm/<kind>/ (built), or a binary path."""
     prog = c.string("program", name.rsplit("/", 1)[-1])
+    if kind == "fuzz":
+        # Fuzz regressions run a native helper (the tree builder) on a script of their own.
+        source = paths.NATIVE / f"{prog}.c"
+        if not source.is_file():
+            raise c.fail("program", f"expected a native helper source at {source}")
+        return paths.build_dir() / "native" / f"zdtm-{prog}", source
     if "/" in prog:
         binary = (c.path.parent / prog).resolve()
         if not os.access(binary, os.X_OK):
@@ -179,6 +185,18 @@ def _program(c: _Checker, name: str, kind: str) -> tuple[Path, Path | None]:
     if not source.is_file():
         raise c.fail("program", f"expected a C source at {source} (or a path to a binary)")
     return paths.build_dir() / "zdtm" / kind / prog, source
+
+
+def _script(c: _Checker, options: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """A fuzz spec's `script` option: a file relative to the spec, passed on as an absolute path."""
+    out = dict(options)
+    if "script" not in out:
+        raise c.fail("options.script", "expected the tree script file (relative to the spec)")
+    script = (c.path.parent / out["script"]).resolve()
+    if not script.is_file():
+        raise c.fail("options.script", f"expected a tree script at {script}")
+    out["script"] = str(script)
+    return tuple(out.items())
 
 
 def load_spec(path: Path, root: Path) -> Spec:
@@ -209,7 +227,7 @@ def load_spec(path: Path, root: Path) -> Spec:
         features=feats,
         program=program,
         source=source,
-        options=_options(c),
+        options=_script(c, _options(c)) if kind == "fuzz" else _options(c),
         flavors=c.strings("flavors", FLAVORS, lambda f: f in FLAVORS, "flavor"),
         needs=c.strings("needs", (), lambda n: n in PROBES, "need", f" (known: {', '.join(sorted(PROBES))})"),
         flags=frozenset(c.strings("flags", (), lambda f: f in FLAGS, "flag")),

@@ -41,6 +41,9 @@ class Ckpt:
     name = "ckpt"
     restores_state = True
 
+    def __init__(self, planner: str | None = None) -> None:
+        self.planner = planner  # the restore planner (entry-point name); None: the standard one
+
     def unavailable(self) -> str | None:
         """None when every kernel interface the engine uses answers."""
         return _missing()
@@ -58,4 +61,4 @@ class Ckpt:
 
     def restore(self, req: RestoreRequest) -> list[int]:
         """The roots come back as children of this process, in dump order."""
-        return engine.restore(req.images)
+        return engine.restore(req.images, planner=self.planner)
