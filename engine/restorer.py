@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
-from engine import cpu, execute, files, images, mm, namespaces, signals, threads
+from engine import cpu, execute, files, images, mm, namespaces, proc, signals, threads
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import Files, PipeData
@@ -162,6 +162,19 @@ def restore(directory: Path, planner: str | None = None, new_pidns: bool = False
         made.close()
 
 
+def _await_stops(pids: list[int], timeout: float = 5.0) -> None:
+    """Wait until every thread of these tasks is in a group stop; CkptError after timeout."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while True:
+            tids = os.listdir(f"/proc/{pid}/task")
+            if all(proc.stat(int(tid)).state in "Tt" for tid in tids):
+                break
+            if time.monotonic() > deadline:
+                raise CkptError(f"task {pid} was dumped stopped but did not stop again within {timeout:g}s")
+            time.sleep(0.001)
+
+
 def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: Plan, made: Pipes,
            ns: Namespaces, new_pidns: bool) -> list[int]:
     """Run the plan, rebuild every live task, give the namespaces they made their state,
@@ -192,6 +205,9 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
             if stopped:
                 os.kill(t.pid, stopped)
             t.detach()
+        # The stop takes effect when the task next runs: wait for it, so whoever looks at the
+        # restored tree (the caller's snapshot, a SIGCONT) finds it stopped as it was dumped.
+        _await_stops([pids[p] for p, r in table.rows.items() if r.stopped and not r.zombie])
     except BaseException:
         # Threads before their leader: a traced leader is collected only after them.
         for t in reversed(traced):

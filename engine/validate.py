@@ -15,7 +15,7 @@ it tells them which Waits an operation needs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from engine.plan import RESTORER, Exit, Fork, Op, Plan, PlanError, Reap, Setpgid, Setsid, Subreaper, Table, \
     Wait, op_text
@@ -41,6 +41,11 @@ class Proc:
     zombie: bool = False
     status: int = 0
     subreaper: bool = False
+
+    def clone(self) -> Proc:
+        """An independent copy (much faster than dataclasses.replace)."""
+        return Proc(self.pid, self.ppid, self.pgid, self.sid, self.nspids, self.ns, self.zombie, self.status,
+                    self.subreaper)
 
     def is_init(self) -> bool:
         """The init of a pid namespace (its children reaper, immune to CLONE_PARENT)."""
@@ -80,7 +85,7 @@ class Kernel:
     def copy(self) -> Kernel:
         """An independent copy (search planners try operations on copies)."""
         k = Kernel.__new__(Kernel)
-        k.procs = {pid: replace(p) for pid, p in self.procs.items()}
+        k.procs = {pid: p.clone() for pid, p in self.procs.items()}
         k.acc, k._next = Access(), self._next
         k._ns_tasks = {init: set(pids) for init, pids in self._ns_tasks.items()}
         return k

@@ -3,6 +3,7 @@ through real engines, shrinking and saving, and the planner experiments."""
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -111,11 +112,13 @@ def test_ckpt_keeps_the_hard_shapes(tmp_path: Path, flavor: str) -> None:
 
 
 def test_fuzz_campaign_through_ckpt(tmp_path: Path) -> None:
-    rc = cli.main(["fuzz", "--engine", "ckpt", "--examples", "8", "--seed", "1", "--max-ops", "10",
+    # A few examples in CI; ZDTM_FUZZ_EXAMPLES=2000 for a long campaign on demand.
+    examples = os.environ.get("ZDTM_FUZZ_EXAMPLES", "8")
+    rc = cli.main(["fuzz", "--engine", "ckpt", "--examples", examples, "--seed", "1", "--max-ops", "10",
                    "--report", str(tmp_path), "--db", str(tmp_path / "db")])
     doc = json.loads((tmp_path / "fuzz.json").read_text())
     assert rc == 0, doc["failure"]
-    assert doc["examples"] >= 8 and doc["failed"] == 0
+    assert doc["examples"] >= int(examples) and doc["failed"] == 0
     assert sum(doc["shapes"]["tasks"].values()) == doc["examples"]
     assert (tmp_path / "fuzz.html").read_text().startswith("<!doctype html>")
 
@@ -189,3 +192,11 @@ def test_planner_comparison(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert std["impossible"] == brute["impossible"] > 0  # mutated tables no planner can build
     assert "standard: planned" in capsys.readouterr().out
     assert cli.main(["fuzz", "--compare-planners", "standard,nosuch", "--trees", "1"]) == 2
+
+
+@pytest.mark.parametrize("name", ["cross_groups", "handed_across_sessions"])
+def test_brute_planner_restores_the_corpus_trees_standard_cannot(tmp_path: Path, name: str) -> None:
+    script = parse((Path(spec.paths.SPECS) / "fuzz" / f"{name}.tree").read_text())
+    assert Runner("ckpt", "host", tmp_path / "std").run(script).step == "restore"
+    out = Runner("ckpt", "host", tmp_path / "brute", planner="brute").run(script)
+    assert not out.failed, out.summary()

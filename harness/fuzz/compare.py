@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.plan import PlanError, Table
 from engine.planners import Planner, load, make_plan
-from engine.planners.brute import MAX_TASKS, Brute, CutOff, NoPlan
+from engine.planners.brute import MAX_TASKS, Brute, NoPlan
 from harness.fuzz.script import Script, simulate
 from harness.fuzz.strategies import random_script, shape
 from harness.fuzz.table import to_table
@@ -57,19 +57,22 @@ def mutate(table: Table, rng: random.Random) -> Table:
     return replace(table, rows=rows)
 
 
-def _exists(table: Table, origin: str) -> tuple[str, str]:
-    """Whether any plan exists: possible / impossible / unknown, and why."""
+def _exists(table: Table, origin: str, brute: PlanError | None | bool) -> tuple[str, str]:
+    """Whether any plan exists: possible / impossible / unknown, and why. brute is what the
+    brute-force planner gave this table if it already ran (None: a plan; False: not run)."""
     if origin == "script":
         return "possible", "the script that made it builds it"
     if len(table.rows) > MAX_TASKS:
         return "unknown", f"more than {MAX_TASKS} tasks for the brute-force planner"
-    try:
-        make_plan(table, Brute())
+    if brute is False:
+        try:
+            make_plan(table, Brute())
+            brute = None
+        except PlanError as e:
+            brute = e
+    if brute is None:
         return "possible", "the brute-force planner found a plan"
-    except NoPlan as e:
-        return "impossible", str(e)
-    except CutOff as e:
-        return "unknown", str(e)
+    return ("impossible" if isinstance(brute, NoPlan) else "unknown"), str(brute)
 
 
 def draw_table(table: Table) -> str:
@@ -119,6 +122,8 @@ def compare(names: list[str], trees: int, seed: int, max_ops: int = 12, mutate_s
         for k in ("zombies", "stopped", "dead_leaders", "subreapers", "clone_parent", "reparented"):
             shapes[f"{k}>0"] += sh[k] > 0
         verdict: tuple[str, str] | None = None
+        failed: list[tuple[PlannerStats, str]] = []
+        brute: PlanError | None | bool = False  # the brute-force planner's answer, once it ran
         for planner in planners:
             s = stats[planner.name]
             t0 = time.perf_counter()
@@ -127,14 +132,20 @@ def compare(names: list[str], trees: int, seed: int, max_ops: int = 12, mutate_s
                 ok, why = True, ""
             except PlanError as e:
                 ok, why = False, str(e)
+                if isinstance(planner, Brute):
+                    brute = e
             dt = time.perf_counter() - t0
             s.seconds += dt
             s.slowest = max(s.slowest, dt)
             if ok:
                 s.planned += 1
                 s.helpers += len(plan.helpers)
+                if isinstance(planner, Brute):
+                    brute = None
                 continue
-            verdict = verdict or _exists(table, origin)
+            failed.append((s, why))
+        for s, why in failed:
+            verdict = verdict or _exists(table, origin, brute)
             kind = {"possible": "too_weak", "impossible": "impossible", "unknown": "unknown"}[verdict[0]]
             setattr(s, kind, getattr(s, kind) + 1)
             if len(s.examples) < 5 or (kind == "too_weak" and len(s.examples) < 10):
