@@ -214,6 +214,22 @@ class Kernel:
         p.zombie, p.status = True, status
         self.acc.writes.append(("alive", pid))
 
+    def apply(self, pid: int, op: Op, target: int = 0) -> None:
+        """Perform an operation other than Fork by task pid (target: the pid a Reap names)."""
+        match op:
+            case Setsid():
+                self.setsid(pid)
+            case Setpgid(pgid):
+                self.setpgid(pid, pgid)
+            case Subreaper(on):
+                self.subreaper(pid, on)
+            case Exit(status):
+                self.exit(pid, status)
+            case Reap():
+                self.reap(pid, target)
+            case _:
+                raise TypeError(op)
+
     def reap(self, pid: int, child: int) -> None:
         """waitpid on a zombie child: it disappears."""
         q = self.procs.get(child)
@@ -296,20 +312,12 @@ class Run:
                     raise Refused(f"{key} is neither a task of the table nor a helper")
                 self.pid_of[key], self.key_of[child.pid] = child.pid, key
                 k.acc.forked = key
-            case Setsid():
-                k.setsid(pid)
-            case Setpgid(pgid):
-                k.setpgid(pid, pgid)
-            case Subreaper(on):
-                k.subreaper(pid, on)
-            case Exit(status):
-                k.exit(pid, status)
             case Reap(key):
                 if key not in self.pid_of:
                     raise Refused(f"{self.who(key)} was never forked")
-                k.reap(pid, self.pid_of[key])
+                k.apply(pid, op, self.pid_of[key])
             case _:
-                raise TypeError(op)
+                k.apply(pid, op)
         acc = k.acc
         missing: list[tuple[Event, Loc]] = []
         for loc in acc.reads:

@@ -177,20 +177,11 @@ class _Search:
     def apply(self, k: Kernel, key: int, op: Op) -> None:
         """Perform a move on the kernel (Refused when the kernel would refuse it)."""
         pid = self.pid_of[key]
-        match op:
-            case Fork(x, cp):
-                child = self.pid_of[x]
-                k.fork(pid, child, (child,), cp)
-            case Setsid():
-                k.setsid(pid)
-            case Setpgid(g):
-                k.setpgid(pid, g)
-            case Subreaper(on):
-                k.subreaper(pid, on)
-            case Exit(status):
-                k.exit(pid, status)
-            case Reap(x):
-                k.reap(pid, self.pid_of[x])
+        if isinstance(op, Fork):
+            child = self.pid_of[op.pid]
+            k.fork(pid, child, (child,), op.clone_parent)
+        else:
+            k.apply(pid, op, self.pid_of[op.pid] if isinstance(op, Reap) else 0)
 
     def distance(self, st: State) -> int:
         """How far a state looks from the table: fields that differ, tasks missing, helpers left."""
