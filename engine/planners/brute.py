@@ -19,7 +19,7 @@ the rest useless are noted):
   before the task's own exit);
 - the exit of a zombie of the table once its group, session and flag are final
   (a zombie keeps them).
-The search goes best first (operations so far plus twice the fields still wrong), so a plan
+The search goes best first (operations so far plus eight times the fields still wrong), so a plan
 is found fast when there is one, not always the shortest; its actors run one after the other
 (each step waits for the one before). Without a plan it raises `NoPlan` when the search was exhausted (no plan
 exists with these moves) and `CutOff` when a bound stopped it.
@@ -193,7 +193,7 @@ class _Search:
         return d
 
     def run(self) -> Plan:
-        """Best first (operations so far plus twice the distance left) until the goal, the end
+        """Best first (operations so far plus eight times the distance left) until the goal, the end
         of the moves, or the bound: every reachable state is seen before saying no plan exists."""
         start = Kernel(self.t.outer_sid, self.t.outer_pgid, max(self.pid_of.values()) + 1)
         first = self.state(start, frozenset())

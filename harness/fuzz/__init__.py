@@ -1,0 +1,1 @@
+"""Fuzzing process-tree shapes: scripts, the builder's runs, shrinking, planner experiments."""

@@ -50,10 +50,12 @@ def build(pick: Callable[[list[Any]], Any], n: int) -> Script:
     m = Model()
     ops: list[Op] = []
     for _ in range(n):
-        kinds = [k for k in _KINDS if _candidates(m, k)]
+        # Once per distinct kind (the weights repeat kinds); the same lists pick chooses from.
+        cands = {k: _candidates(m, k) for k in dict.fromkeys(_KINDS)}
+        kinds = [k for k in _KINDS if cands[k]]
         if not kinds:
             break
-        op = pick(_candidates(m, pick(kinds)))
+        op = pick(cands[pick(kinds)])
         m.apply(op)
         ops.append(op)
     return Script(tuple(ops))
