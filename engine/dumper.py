@@ -6,22 +6,26 @@ import os
 import time
 from pathlib import Path
 
+from google.protobuf.message import Message
+
 from engine import cpu, files, images, mm, namespaces, proc, signals, threads, tree
 from engine.parts import PARTS
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import PipeData
 from engine.images.inventory_pb2 import Inventory
-from engine.ptrace import Tracee
+from engine.images.mm_pb2 import PageMap
+from engine.ptrace import Tracee, pinned
 
-VERSION = "0.4"  # of the engine and its image format
+VERSION = "0.5"  # of the engine and its image format
 VFORK_RETRIES = 8
 
 
-def _dump_task(t: Tracee, others: list[Tracee], out: Path, pipe_data: dict[int, PipeData]) -> None:
+def _dump_task(t: Tracee, others: list[Tracee], out: Path, pipe_data: dict[int, PipeData],
+               per_task: dict[str, list[Message]]) -> None:
     pid = t.pid
     st = proc.stat(pid)
-    core = Core(pid=pid, ppid=st.ppid, pgid=st.pgid, sid=st.sid, comm=st.comm)
+    core = Core(pid=pid, ppid=st.ppid, pgid=st.pgid, sid=st.sid, comm=st.comm, cpus=sorted(t.cpus))
     cpu.dump(t, core)
     fds = files.dump(pid, pipe_data)
     area, runs = mm.dump(t, out)
@@ -34,12 +38,12 @@ def _dump_task(t: Tracee, others: list[Tracee], out: Path, pipe_data: dict[int, 
     if others:
         with t.scratch() as buf:
             core.threads.extend(threads.dump(tt, buf) for tt in others)
-    images.write(images.path_of(out, "core", pid), "core", [core])
-    images.write(images.path_of(out, "mm", pid), "mm", [area])
-    images.write(images.path_of(out, "pagemap", pid), "pagemap", runs)
-    images.write(images.path_of(out, "files", pid), "files", [fds])
+    per_task["core"].append(core)
+    per_task["mm"].append(area)
+    per_task["pagemap"].append(PageMap(pid=pid, runs=runs))
+    per_task["files"].append(fds)
     for part in PARTS:
-        images.write(images.path_of(out, part.KIND, pid), part.KIND, [part.dump(t)])
+        per_task[part.KIND].append(part.dump(t))
 
 
 def _refuse(pid: int) -> None:
@@ -79,6 +83,11 @@ def _freeze(roots: list[int]) -> tree.Frozen:
 def dump(roots: list[int], out: Path, leave_running: bool = False) -> None:
     """Checkpoint the trees of these roots into the empty (or new) directory `out`; kill
     them afterwards unless leave_running. A failed dump leaves every task running as it was."""
+    with pinned():
+        _dump(roots, out, leave_running)
+
+
+def _dump(roots: list[int], out: Path, leave_running: bool) -> None:
     if out.exists() and any(out.iterdir()):
         raise CkptError(f"{out}: the image directory is not empty")
     if len(set(roots)) != len(roots):
@@ -94,9 +103,12 @@ def dump(roots: list[int], out: Path, leave_running: bool = False) -> None:
         made = namespaces.dump(frozen)  # before the table: it sets the entries' ns_flags
         table = frozen.table(roots)
         pipe_data: dict[int, PipeData] = {}
+        per_task: dict[str, list[Message]] = {k.name: [] for k in images.KINDS.values() if k.per_task}
         for task in frozen.tasks.values():
             if task.leader is not None:
-                _dump_task(task.leader, task.others, out, pipe_data)
+                _dump_task(task.leader, task.others, out, pipe_data, per_task)
+        for kind, entries in per_task.items():
+            images.write(images.path_of(out, kind), kind, entries)
         images.write(images.path_of(out, "tree"), "tree", [table])
         images.write(images.path_of(out, "pipes"), "pipes", list(pipe_data.values()))
         images.write(images.path_of(out, "ns"), "ns", [made])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from typing import NoReturn
 
 
 class CkptError(Exception):
@@ -31,7 +32,7 @@ class PtraceError(CkptError):
         return f"ptrace {self.request}: {os.strerror(self.err)} (pid={self.pid})"
 
 
-def raise_for(pid: int, request: str, err: int) -> None:
+def raise_for(pid: int, request: str, err: int) -> NoReturn:
     """Translate an errno from a ptrace-family call in one place."""
     if err == _errno.ESRCH and not os.path.exists(f"/proc/{pid}"):
         raise ProcessGone(pid)

@@ -9,7 +9,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
 from engine.handover import Handover
 from engine import images, proc
@@ -71,7 +71,27 @@ def _regions(pagemap: int, start: int, end: int) -> Iterator[tuple[int, int, int
         start = int(arg.walk_end)
 
 
-def _dump_pages(vma: Vma, pagemap: int, mem: int, pages: BinaryIO) -> list[PageRun]:
+class _LazyFile:
+    """A new file (0600) created at its first write: a task with no stored pages has none."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+
+    def write(self, data: bytes) -> None:
+        if self.fd < 0:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _dump_pages(vma: Vma, pagemap: int, mem: int, pages: _LazyFile) -> list[PageRun]:
     """Store the pages of one area that memory alone holds; return their runs in file order.
     Zero pages (the kernel's shared zero page) are not stored; in a private file area neither
     are pages still shared with the page cache (the file has them)."""
@@ -95,8 +115,9 @@ def _dump_pages(vma: Vma, pagemap: int, mem: int, pages: BinaryIO) -> list[PageR
 def dump(t: Tracee, out: Path) -> tuple[Mm, list[PageRun]]:
     """The task's areas, mm fields and pages (written to its pages file)."""
     pid = t.pid
+    ours = t.kept_scratch()
     vmas = [Vma(start=v.start, end=v.end, perms=v.perms, pgoff=v.pgoff, path=v.path, vmflags=v.vmflags,
-                inode=v.inode) for v in proc.vmas(pid)]
+                inode=v.inode) for v in proc.vmas(pid) if (v.start, v.end) != ours]
     for v in vmas:
         if v.path.startswith("/SYSV"):
             raise Unsupported(f"pid {pid}: SysV shared memory attached at {v.start:#x}")
@@ -118,13 +139,13 @@ def dump(t: Tracee, out: Path) -> tuple[Mm, list[PageRun]]:
     runs: list[PageRun] = []
     pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
     mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+    pages = _LazyFile(images.pages_path(out, pid))
     try:
-        with open(images.pages_path(out, pid), "xb") as pages:
-            os.fchmod(pages.fileno(), 0o600)
-            for vma in vmas:
-                if _stored(vma):
-                    runs += _dump_pages(vma, pagemap, mem, pages)
+        for vma in vmas:
+            if _stored(vma):
+                runs += _dump_pages(vma, pagemap, mem, pages)
     finally:
+        pages.close()
         os.close(pagemap)
         os.close(mem)
     return mm, runs
@@ -378,7 +399,8 @@ def restore(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path, sh
             hand: Handover) -> None:
     """Rebuild the address space in the prepared stub: areas, contents, locks, mm fields."""
     _map_areas(t, lay, mm, shared_anon, hand)
-    _fill(t, lay, mm, runs, pages)
+    if runs:
+        _fill(t, lay, mm, runs, pages)
     for v in mm.vmas:
         flags = v.vmflags.split()
         if "lo" in flags:

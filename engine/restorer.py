@@ -23,8 +23,8 @@ from engine.images.tree_pb2 import Tree
 from engine.parts import PARTS
 from engine.handover import Handover
 from engine.pipes import Pipes
-from engine.plan import Plan, Table, TaskRow
-from engine.ptrace import Tracee
+from engine.plan import NEW_INIT, Plan, Table, TaskRow
+from engine.ptrace import Tracee, home_cpus, pinned
 
 M = TypeVar("M", bound=Message)
 
@@ -41,9 +41,9 @@ class TaskImages:
     parts: dict[str, Message]  # image kind -> its message, for each of PARTS
 
 
-def _one(directory: Path, kind: str, pid: int | None, of: type[M]) -> M:
+def _one(directory: Path, kind: str, of: type[M]) -> M:
     """The single entry of an image that holds exactly one."""
-    path = images.path_of(directory, kind, pid)
+    path = images.path_of(directory, kind)
     _, entries = images.read(path, kind)
     if len(entries) != 1 or not isinstance(entries[0], of):
         raise images.ImageError(str(path), 0, f"expected one {kind} entry, found {len(entries)}")
@@ -67,7 +67,7 @@ def load_pipes(directory: Path) -> list[PipeData]:
 
 def load_ns(directory: Path, table: Table) -> Namespaces:
     """The namespaces the tasks made; each made by a task whose row says so."""
-    ns = _one(directory, "ns", None, Namespaces)
+    ns = _one(directory, "ns", Namespaces)
     path = str(images.path_of(directory, "ns"))
     for n in ns.namespaces:
         row = table.rows.get(n.creator)
@@ -86,23 +86,23 @@ def load(directory: Path) -> tuple[list[int], dict[int, TaskImages], Table]:
     is an error here."""
     if not (directory / "inventory.img").exists():
         raise CkptError(f"{directory}: no inventory.img (not a checkpoint directory?)")
-    inv = _one(directory, "inventory", None, Inventory)
-    table = table_of(_one(directory, "tree", None, Tree))
+    inv = _one(directory, "inventory", Inventory)
+    table = table_of(_one(directory, "tree", Tree))
     if set(inv.pids) != {p for p, r in table.rows.items() if not r.zombie}:
         raise images.ImageError(str(images.path_of(directory, "tree")), 0,
                                 "its live tasks are not the inventory's")
+    pids = list(inv.pids)
+    per_task = {k.name: images.read_tasks(directory, k.name, pids) for k in images.KINDS.values() if k.per_task}
     tasks: dict[int, TaskImages] = {}
-    for pid in inv.pids:
-        _, runs = images.read(images.path_of(directory, "pagemap", pid), "pagemap")
+    for pid in pids:
+        runs = list(per_task["pagemap"][pid].runs)
         pages = images.pages_path(directory, pid)
         stored = sum(r.nr_pages for r in runs) * images.PAGE_SIZE
-        size = pages.stat().st_size if pages.exists() else -1
+        size = pages.stat().st_size if pages.exists() else 0
         if size != stored:
-            raise images.ImageError(str(pages), max(size, 0),
-                                    f"holds {size} bytes, the page map says {stored}")
-        tasks[pid] = TaskImages(_one(directory, "core", pid, Core), _one(directory, "mm", pid, Mm), runs,
-                                _one(directory, "files", pid, Files), pages,
-                                {p.KIND: _one(directory, p.KIND, pid, images.KINDS[p.KIND].message) for p in PARTS})
+            raise images.ImageError(str(pages), size, f"holds {size} bytes, the page map says {stored}")
+        tasks[pid] = TaskImages(per_task["core"][pid], per_task["mm"][pid], runs, per_task["files"][pid], pages,
+                                {p.KIND: per_task[p.KIND][pid] for p in PARTS})
     return list(inv.roots), tasks, table
 
 
@@ -127,6 +127,7 @@ def _rebuild(t: Tracee, img: TaskImages, made: Pipes, shared_anon: mm.SharedAnon
     mm.finish(t, lay)
     cpu.restore(t, core)
     t.mask = core.blocked  # set at detach
+    t.restore_cpus = set(core.cpus) or home_cpus()  # set at detach
     return others
 
 
@@ -157,7 +158,8 @@ def restore(directory: Path, planner: str | None = None, new_pidns: bool = False
         _await_free(table)
     made = Pipes(load_pipes(directory))
     try:
-        return _build(roots, tasks, table, plan, made, ns, new_pidns)
+        with pinned():  # the stubs are forked here, so they start on our CPU too
+            return _build(roots, tasks, table, plan, made, ns, new_pidns)
     finally:
         made.close()
 
@@ -184,6 +186,8 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
         pids = execute.run(plan, table, new_pidns)
     finally:
         os.close(own)  # the stubs' copies live on
+    if NEW_INIT in pids:
+        os.sched_setaffinity(pids[NEW_INIT], home_cpus())  # forked while we were pinned
     traced: list[Tracee] = []
     leaders: dict[int, Tracee] = {}
     shared_anon = mm.SharedAnon([img.mm for img in tasks.values()])

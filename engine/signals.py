@@ -28,19 +28,23 @@ def _call(t: Tracee, what: str, nr: int, *args: int) -> None:
         raise CkptError(f"pid {t.pid}: remote {what}: {os.strerror(-rc)}")
 
 
+SIGNALS = [s for s in range(1, NSIG + 1) if s not in (signal.SIGKILL, signal.SIGSTOP)]
+
+
 def dump(t: Tracee) -> tuple[list[SigAction], int, SigAltStack]:
-    """The task's sigactions (all but SIGKILL and SIGSTOP), blocked mask and sigaltstack."""
-    actions = []
+    """The task's sigactions (all but SIGKILL and SIGSTOP), blocked mask and sigaltstack:
+    one batch of remote calls writing side by side in the scratch page, one read."""
     with t.scratch() as buf:
-        for sig in range(1, NSIG + 1):
-            if sig in (signal.SIGKILL, signal.SIGSTOP):
-                continue
-            _call(t, f"rt_sigaction({sig})", SYS_RT_SIGACTION, sig, 0, buf, SIGSET)
-            handler, flags, restorer, mask = KSIGACTION.unpack(t.read(buf, KSIGACTION.size))
-            actions.append(SigAction(sig=sig, handler=handler, flags=flags, restorer=restorer, mask=mask))
-        altstack = dump_altstack(t, buf)
+        calls: list[tuple[int, ...]] = [(SYS_RT_SIGACTION, sig, 0, buf + i * KSIGACTION.size, SIGSET)
+                                        for i, sig in enumerate(SIGNALS)]
+        calls.append((SYS_SIGALTSTACK, 0, buf + len(SIGNALS) * KSIGACTION.size))
+        t.batch(calls, [f"rt_sigaction({sig})" for sig in SIGNALS] + ["sigaltstack"])
+        raw = t.read(buf, len(SIGNALS) * KSIGACTION.size + STACK_T.size)
+    actions = [SigAction(sig=sig, handler=h, flags=f, restorer=r, mask=m)
+               for sig, (h, f, r, m) in zip(SIGNALS, KSIGACTION.iter_unpack(raw[:len(SIGNALS) * KSIGACTION.size]))]
+    sp, flags, size = STACK_T.unpack_from(raw, len(SIGNALS) * KSIGACTION.size)
     # The mask the task had: the tracer blocks everything while it works.
-    return actions, t.mask, altstack
+    return actions, t.mask, SigAltStack(sp=sp, flags=flags, size=size)
 
 
 def pending(t: Tracee, process_queue: bool = True) -> list[PendingSignal]:
@@ -64,11 +68,14 @@ def pending(t: Tracee, process_queue: bool = True) -> list[PendingSignal]:
 def restore(t: Tracee, lay: Layout, core: Core) -> None:
     """Sigactions and sigaltstack by remote calls, then the queued signals. The stub keeps every
     signal blocked (and the tracer too) until detach sets the dumped mask, so none is
-    delivered while the task is being rebuilt."""
+    delivered while the task is being rebuilt. A fresh stub has every action at its default
+    (the executor resets them before it parks): only the others are set, in one batch."""
     _flush(t, lay)
-    for a in core.sigactions:
-        t.write(lay.scratch, KSIGACTION.pack(a.handler, a.flags, a.restorer, a.mask))
-        _call(t, f"rt_sigaction({a.sig})", SYS_RT_SIGACTION, a.sig, lay.scratch, 0, SIGSET)
+    todo = [a for a in core.sigactions if (a.handler, a.flags, a.restorer, a.mask) != (0, 0, 0, 0)]
+    if todo:
+        t.write(lay.scratch, b"".join(KSIGACTION.pack(a.handler, a.flags, a.restorer, a.mask) for a in todo))
+        t.batch([(SYS_RT_SIGACTION, a.sig, lay.scratch + i * KSIGACTION.size, 0, SIGSET) for i, a in enumerate(todo)],
+                [f"rt_sigaction({a.sig})" for a in todo])
     restore_thread(t, lay, core.altstack, list(core.pending))
 
 

@@ -11,7 +11,7 @@ from engine import cpu, proc, signals
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core, Rseq, Thread
 from engine.mm import Layout
-from engine.ptrace import Tracee
+from engine.ptrace import Tracee, home_cpus
 from native import ffi, lib
 
 PR_GET_TID_ADDRESS, PR_SET_NAME = 40, 15
@@ -43,7 +43,7 @@ def _robust_list(tid: int) -> tuple[int, int]:
 
 def dump(tt: Tracee, buf: int) -> Thread:
     """One seized thread's own state (buf: scratch memory of the process)."""
-    th = Thread(tid=tt.pid, xstate=tt.xstate(), blocked=tt.mask, nstids=nstids(tt.pid))
+    th = Thread(tid=tt.pid, xstate=tt.xstate(), blocked=tt.mask, nstids=nstids(tt.pid), cpus=sorted(tt.cpus))
     th.regs.CopyFrom(cpu.regs_message(tt.saved))
     ptr, size, sig = tt.rseq()
     th.rseq.CopyFrom(Rseq(ptr=ptr, size=size, sig=sig))
@@ -96,4 +96,5 @@ def restore(t: Tracee, lay: Layout, core: Core) -> list[Tracee]:
         tt.set_xstate(th.xstate)
         tt.saved = cpu.regs_struct(th.regs)
         tt.mask = th.blocked
+        tt.restore_cpus = set(th.cpus) or home_cpus()
     return made

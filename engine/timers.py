@@ -126,7 +126,7 @@ def _boot_id() -> str:
 
 def dump(t: Tracee) -> Timers:
     """The itimers and every POSIX timer of the (seized) task."""
-    msg = Timers(boot_id=_boot_id())
+    msg = Timers(pid=t.pid, boot_id=_boot_id())
     queued = signals.pending(t)
     with t.scratch() as buf:
         for which, name in enumerate(ITIMERS):

@@ -112,7 +112,7 @@ def _take(pid: int, parent: int, frozen: Frozen) -> None:
     task = Task(entry)
     if st.state not in "ZX":
         try:
-            task.leader = Tracee(pid)
+            task.leader = Tracee(pid, keep_scratch=True)
         except ProcessGone:
             st = proc.stat(pid)  # it died meanwhile: a zombie now (or gone, then an error)
         except PtraceError as e:

@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -197,22 +198,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drop_temporary(out: Path, given: str | None) -> None:
+    """Remove a report directory we made ourselves for a run that did not happen."""
+    if not given:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def cmd_fuzz(args: argparse.Namespace) -> int:
     """Fuzz trees through an engine (exit 1 on a failure), or compare planners."""
     import tempfile
 
     from harness.fuzz import report as freport
 
-    out = Path(args.report) if args.report else Path(tempfile.mkdtemp(prefix="zdtm-fuzz."))
     if args.compare_planners:
-        from engine.planners import UnknownPlanner
+        from engine.planners import UnknownPlanner, load
         from harness.fuzz.compare import compare
 
         names = [n for n in args.compare_planners.split(",") if n]
         try:
-            doc = compare(names, args.trees, args.seed or 0, args.max_ops, args.mutate, args.real, out)
+            for n in names:
+                load(n)
         except UnknownPlanner as e:
             raise UsageError(f"--compare-planners: {e}") from None
+        out = Path(args.report) if args.report else Path(tempfile.mkdtemp(prefix="zdtm-fuzz."))
+        doc = compare(names, args.trees, args.seed or 0, args.max_ops, args.mutate, args.real, out)
         print(freport.write(out, doc))
         for p in doc["planners"]:
             print(f"{p['name']}: planned {p['planned']}/{doc['trees']}, impossible {p['impossible']}, "
@@ -229,12 +238,15 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         raise UsageError("--examples takes a number >= 1, --max-ops >= 0")
     from engine.errors import CkptError
 
+    out = Path(args.report) if args.report else Path(tempfile.mkdtemp(prefix="zdtm-fuzz."))
     try:
         runner = Runner(args.engine, args.flavor, out / "work", args.planner)
     except CkptError as e:  # an unknown planner
+        _drop_temporary(out, args.report)
         raise UsageError(f"--planner {args.planner}: {e}") from None
     why = runner.unavailable()
     if why:
+        _drop_temporary(out, args.report)
         print(f"zdtm fuzz: engine {args.engine} cannot run here: {why}", file=sys.stderr)
         return 2
     camp = fuzz(runner, args.examples, args.seed, Path(args.db) if args.db else None, args.max_ops)

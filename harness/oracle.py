@@ -115,6 +115,8 @@ def _task(pid: int, to_vpid: dict[int, int], aspects: tuple[str, ...], label: _L
         state["fds"] = _fds(pid, label)
     if "fs" in aspects and not zombie:
         state["fs"] = {"cwd": os.readlink(f"/proc/{pid}/cwd"), "root": os.readlink(f"/proc/{pid}/root")}
+    if "sched" in aspects and not zombie:
+        state["sched"] = {"cpus": [_thread_field(pid, t, "Cpus_allowed_list") for t in tids]}
     if "ns" in aspects and not zombie:
         state["ns"] = {t: label(os.readlink(f"/proc/{pid}/ns/{t}")) for t in NS_TYPES
                        if os.path.exists(f"/proc/{pid}/ns/{t}")}

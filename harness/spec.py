@@ -15,7 +15,7 @@ from harness.needs import PROBES
 
 FLAVORS = ("host", "ns")
 FLAGS = frozenset({"exclusive", "crfail", "noauto", "nocheckonly"})
-ASPECTS = ("tree", "threads", "maps", "fds", "sigmask", "fs", "ns")
+ASPECTS = ("tree", "threads", "maps", "fds", "sigmask", "fs", "ns", "sched")
 KEYS = frozenset(
     {"description", "features", "program", "options", "flavors", "needs", "flags",
      "timeout", "compare", "expect"}

@@ -165,6 +165,18 @@ static int plan_wait(struct ckpt_plan_shared *s, int who, int step, long deadlin
 	return 0;
 }
 
+/* Every action back to its default (the restorer's own were inherited): zombies of the
+ * plan stay zombies, and the restore sets only the actions that differ from the default. */
+static void plan_default_signals(void)
+{
+	uint64_t act[4] = { 0, 0, 0, 0 };
+	int sig;
+
+	for (sig = 1; sig <= 64; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			syscall(SYS_rt_sigaction, sig, act, NULL, sizeof(uint64_t));
+}
+
 /* The signal state a zombie shows in /proc (SigBlk, SigIgn, SigCgt): dispositions (a
  * caught signal gets some handler: it never runs) and the mask. */
 static void plan_zombie_signals(const struct ckpt_plan_actor *a)
@@ -339,6 +351,7 @@ static void plan_actor(struct ckpt_plan_shared *s, int me)
 	int i, err;
 
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof(all));
+	plan_default_signals();
 	/* Before any progress is published: others read our state by this pid. */
 	plan_set_pid(a, a->depth ? plan_proc_self() : (int)syscall(SYS_getpid));
 	for (i = 0; i < a->nops; i++) {

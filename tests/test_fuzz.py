@@ -3,6 +3,7 @@ through real engines, shrinking and saving, and the planner experiments."""
 from __future__ import annotations
 
 import json
+import tempfile
 import os
 import random
 from pathlib import Path
@@ -191,7 +192,13 @@ def test_planner_comparison(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         assert p["planned"] + p["impossible"] + p["too_weak"] + p["unknown"] == 150
     assert std["impossible"] == brute["impossible"] > 0  # mutated tables no planner can build
     assert "standard: planned" in capsys.readouterr().out
+
+
+def test_fuzz_usage_errors_leave_no_report_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert cli.main(["fuzz", "--compare-planners", "standard,nosuch", "--trees", "1"]) == 2
+    assert cli.main(["fuzz", "--planner", "nosuch", "--examples", "1"]) == 2
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("name", ["cross_groups", "handed_across_sessions"])

@@ -52,15 +52,17 @@ def test_dump_leave_running_stores_memory_exactly(running: tuple[int, Path], tmp
     d = tmp_path / "img"
     dump([pid], d, leave_running=True)
     assert sorted(x.name for x in d.iterdir()) == sorted(
-        [f"pages-{pid}.img"] + [images.path_of(d, k, pid).name for k in images.KINDS])
+        [f"pages-{pid}.img"] + [images.path_of(d, k).name for k in images.KINDS])
     assert all(x.stat().st_mode & 0o777 == 0o600 for x in d.iterdir())
-    _, [core] = images.read(d / f"core-{pid}.img", "core")
+    _, [core] = images.read(d / "core.img", "core")
     assert core.pid == pid and core.sid == pid and core.comm == "env_umask" and len(core.xstate) >= 512
-    _, [mm] = images.read(d / f"mm-{pid}.img", "mm")
+    _, [mm] = images.read(d / "mm.img", "mm")
     with open(f"/proc/{pid}/maps") as f:
         assert [(v.start, v.end, v.perms) for v in mm.vmas] == [
             tuple([int(x, 16) for x in line.split()[0].split("-")] + [line.split()[1]]) for line in f]
-    _, runs = images.read(d / f"pagemap-{pid}.img", "pagemap")
+    _, [pagemap] = images.read(d / "pagemap.img", "pagemap")
+    assert pagemap.pid == pid
+    runs = pagemap.runs
     pages = (d / f"pages-{pid}.img").read_bytes()
     assert len(pages) == sum(r.nr_pages for r in runs) * images.PAGE_SIZE > 0
     rseq_at, rseq_len = _rseq_area(pid)
@@ -141,7 +143,7 @@ def test_dump_signal_dispositions(launch, tmp_path: Path) -> None:
     caught, ignored = int(status["SigCgt"], 16), int(status["SigIgn"], 16)
     blocked = int(status["SigBlk"], 16)
     dump([pid], tmp_path / "img", leave_running=True)
-    _, [core] = images.read(tmp_path / "img" / f"core-{pid}.img", "core")
+    _, [core] = images.read(tmp_path / "img" / "core.img", "core")
     acts = {a.sig: a for a in core.sigactions}
     assert len(acts) == 62 and sg.SIGKILL not in acts and sg.SIGSTOP not in acts
     for sig, a in acts.items():
@@ -153,7 +155,7 @@ def test_dump_signal_dispositions(launch, tmp_path: Path) -> None:
     assert acts[sg.SIGQUIT].mask == 1 << (sg.SIGUSR1 - 1)  # sa_mask {SIGUSR1}
     assert core.blocked == blocked
     # The scratch page is gone again and nothing was disturbed: the program passes its own check.
-    _, [mm] = images.read(tmp_path / "img" / f"mm-{pid}.img", "mm")
+    _, [mm] = images.read(tmp_path / "img" / "mm.img", "mm")
     with open(f"/proc/{pid}/maps") as f:
         assert len(f.readlines()) == len(mm.vmas)
     os.kill(pid, signal.SIGTERM)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import ProcessGone
-from engine.ptrace import Tracee
+from engine.errors import CkptError, ProcessGone
+from engine.ptrace import Tracee, pinned
 from harness import proc
 
 SYS_getpid, SYS_umask, SYS_close = 39, 95, 3
@@ -40,6 +40,42 @@ def test_remote_syscalls_and_detach(umask_test: tuple[int, Path]) -> None:
     os.kill(pid, signal.SIGTERM)
     assert not proc.wait_gone([pid], 10)
     assert out.read_text().splitlines()[-1] == "PASS"
+
+
+def test_a_batch_runs_in_order_and_names_the_call_that_failed(umask_test: tuple[int, Path]) -> None:
+    pid, out = umask_test
+    t = Tracee(pid)
+    try:
+        assert t.batch([(SYS_umask, 0o22), (SYS_getpid,), (SYS_umask, 0o247)]) == [0o247, pid, 0o22]
+        assert t.batch([(SYS_close, -1), (SYS_getpid,)], must=False) == [-9, pid]
+        with pytest.raises(CkptError, match=r"remote close\(-1\): Bad file descriptor"):
+            # The failed call stops the batch: the umask after it is not run.
+            t.batch([(SYS_getpid,), (SYS_close, -1), (SYS_umask, 0)], ["getpid", "close(-1)", "umask"])
+        assert t.syscall(SYS_umask, 0o247) == 0o247
+    finally:
+        t.detach()
+    os.kill(pid, signal.SIGTERM)
+    assert not proc.wait_gone([pid], 10)
+    assert out.read_text().splitlines()[-1] == "PASS"
+
+
+def test_pinned_work_leaves_every_affinity_as_it_was(umask_test: tuple[int, Path]) -> None:
+    """While pinned, the tracer and the tasks it seizes share one CPU; after, both have their
+    own masks back (the task's set apart from ours, so a swap would show)."""
+    pid, _ = umask_test
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(pid, {cpus[-1]})
+    mine = os.sched_getaffinity(0)
+    with pinned():
+        here = os.sched_getaffinity(0)
+        t = Tracee(pid)
+        try:
+            assert len(here) == 1 and os.sched_getaffinity(pid) == here
+            assert t.cpus == {cpus[-1]} and t.syscall(SYS_getpid) == pid
+        finally:
+            t.detach()
+        assert os.sched_getaffinity(pid) == {cpus[-1]}
+    assert os.sched_getaffinity(0) == mine
 
 
 def test_seizing_a_missing_task_is_process_gone() -> None:

@@ -169,7 +169,7 @@ def test_the_in_task_check_sees_a_changed_value(program: Path, procs: list[int],
     pid = _start(program, "dropped", procs)
     d = tmp_path / "img"
     engine.dump([pid], d)
-    path = images.path_of(d, "task", pid)
+    path = images.path_of(d, "task")
     _, [task] = images.read(path, "task")
     assert task.dumpable == 0 and task.pdeathsig == signal.SIGUSR1 and task.thp_disable == 1
     assert task.clear_tid != 0 and len(task.seccomp) == 1 and len(task.seccomp[0].program) == 6 * 8

@@ -263,7 +263,7 @@ def test_timers_come_back(program: Path, procs: list[int], tmp_path: Path) -> No
     engine.dump([pid], images_dir)
 
     # What the image holds: ids with the gap, clocks, notifications, the pending 1 ms timer.
-    _, [msg] = images.read(images.path_of(images_dir, "timers", pid), "timers")
+    _, [msg] = images.read(images.path_of(images_dir, "timers"), "timers")
     got = [(p.id, p.clock, p.notify, p.signo, p.value, p.interval_ns) for p in msg.posix]
     assert got == [(0, 1, SIGEV_SIGNAL, SIGRTMIN + 1, 0x1234, 3000 * MS + 7), (2, 0, SIGEV_NONE, 0, 0, 0),
                    (3, 7, SIGEV_SIGNAL | SIGEV_THREAD_ID, SIGRTMIN + 2, 0x77, 0), (4, 1, SIGEV_SIGNAL, SIGRTMIN + 3, 0xd, MS)]
@@ -305,7 +305,7 @@ def test_expired_itimer_real_waiting_for_its_sigalrm(program: Path, procs: list[
     pid, _ = _start(program, report, procs, "alarm")
     images_dir = tmp_path / "images"
     engine.dump([pid], images_dir)
-    _, [msg] = images.read(images.path_of(images_dir, "timers", pid), "timers")
+    _, [msg] = images.read(images.path_of(images_dir, "timers"), "timers")
     assert (msg.real.value_us, msg.real.interval_us, msg.real.pending) == (0, 5000, True)
 
     [new] = engine.restore(images_dir)

@@ -107,7 +107,7 @@ class PendingSignal(_message.Message):
     def __init__(self, shared: _Optional[bool] = ..., siginfo: _Optional[bytes] = ...) -> None: ...
 
 class Thread(_message.Message):
-    __slots__ = ("tid", "regs", "xstate", "blocked", "pending", "altstack", "rseq", "clear_tid", "robust_list", "robust_len", "comm", "nstids")
+    __slots__ = ("tid", "regs", "xstate", "blocked", "pending", "altstack", "rseq", "clear_tid", "robust_list", "robust_len", "comm", "nstids", "cpus")
     TID_FIELD_NUMBER: _ClassVar[int]
     REGS_FIELD_NUMBER: _ClassVar[int]
     XSTATE_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +120,7 @@ class Thread(_message.Message):
     ROBUST_LEN_FIELD_NUMBER: _ClassVar[int]
     COMM_FIELD_NUMBER: _ClassVar[int]
     NSTIDS_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
     tid: int
     regs: Regs
     xstate: bytes
@@ -132,10 +133,11 @@ class Thread(_message.Message):
     robust_len: int
     comm: str
     nstids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, tid: _Optional[int] = ..., regs: _Optional[_Union[Regs, _Mapping]] = ..., xstate: _Optional[bytes] = ..., blocked: _Optional[int] = ..., pending: _Optional[_Iterable[_Union[PendingSignal, _Mapping]]] = ..., altstack: _Optional[_Union[SigAltStack, _Mapping]] = ..., rseq: _Optional[_Union[Rseq, _Mapping]] = ..., clear_tid: _Optional[int] = ..., robust_list: _Optional[int] = ..., robust_len: _Optional[int] = ..., comm: _Optional[str] = ..., nstids: _Optional[_Iterable[int]] = ...) -> None: ...
+    cpus: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, tid: _Optional[int] = ..., regs: _Optional[_Union[Regs, _Mapping]] = ..., xstate: _Optional[bytes] = ..., blocked: _Optional[int] = ..., pending: _Optional[_Iterable[_Union[PendingSignal, _Mapping]]] = ..., altstack: _Optional[_Union[SigAltStack, _Mapping]] = ..., rseq: _Optional[_Union[Rseq, _Mapping]] = ..., clear_tid: _Optional[int] = ..., robust_list: _Optional[int] = ..., robust_len: _Optional[int] = ..., comm: _Optional[str] = ..., nstids: _Optional[_Iterable[int]] = ..., cpus: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Core(_message.Message):
-    __slots__ = ("pid", "ppid", "pgid", "sid", "comm", "regs", "xstate", "sigactions", "blocked", "altstack", "rseq", "pending", "threads")
+    __slots__ = ("pid", "ppid", "pgid", "sid", "comm", "regs", "xstate", "sigactions", "blocked", "altstack", "rseq", "pending", "threads", "cpus")
     PID_FIELD_NUMBER: _ClassVar[int]
     PPID_FIELD_NUMBER: _ClassVar[int]
     PGID_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +151,7 @@ class Core(_message.Message):
     RSEQ_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
     THREADS_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
     pid: int
     ppid: int
     pgid: int
@@ -162,4 +165,5 @@ class Core(_message.Message):
     rseq: Rseq
     pending: _containers.RepeatedCompositeFieldContainer[PendingSignal]
     threads: _containers.RepeatedCompositeFieldContainer[Thread]
-    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., pgid: _Optional[int] = ..., sid: _Optional[int] = ..., comm: _Optional[str] = ..., regs: _Optional[_Union[Regs, _Mapping]] = ..., xstate: _Optional[bytes] = ..., sigactions: _Optional[_Iterable[_Union[SigAction, _Mapping]]] = ..., blocked: _Optional[int] = ..., altstack: _Optional[_Union[SigAltStack, _Mapping]] = ..., rseq: _Optional[_Union[Rseq, _Mapping]] = ..., pending: _Optional[_Iterable[_Union[PendingSignal, _Mapping]]] = ..., threads: _Optional[_Iterable[_Union[Thread, _Mapping]]] = ...) -> None: ...
+    cpus: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., pgid: _Optional[int] = ..., sid: _Optional[int] = ..., comm: _Optional[str] = ..., regs: _Optional[_Union[Regs, _Mapping]] = ..., xstate: _Optional[bytes] = ..., sigactions: _Optional[_Iterable[_Union[SigAction, _Mapping]]] = ..., blocked: _Optional[int] = ..., altstack: _Optional[_Union[SigAltStack, _Mapping]] = ..., rseq: _Optional[_Union[Rseq, _Mapping]] = ..., pending: _Optional[_Iterable[_Union[PendingSignal, _Mapping]]] = ..., threads: _Optional[_Iterable[_Union[Thread, _Mapping]]] = ..., cpus: _Optional[_Iterable[int]] = ...) -> None: ...

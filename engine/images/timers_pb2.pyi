@@ -43,17 +43,19 @@ class PosixTimer(_message.Message):
     def __init__(self, id: _Optional[int] = ..., clock: _Optional[int] = ..., notify: _Optional[int] = ..., signo: _Optional[int] = ..., value: _Optional[int] = ..., target: _Optional[int] = ..., armed: _Optional[bool] = ..., value_ns: _Optional[int] = ..., interval_ns: _Optional[int] = ..., overrun: _Optional[int] = ..., pending: _Optional[bool] = ...) -> None: ...
 
 class Timers(_message.Message):
-    __slots__ = ("real", "virt", "prof", "posix", "taken_ns", "boot_id")
+    __slots__ = ("real", "virt", "prof", "posix", "taken_ns", "boot_id", "pid")
     REAL_FIELD_NUMBER: _ClassVar[int]
     VIRT_FIELD_NUMBER: _ClassVar[int]
     PROF_FIELD_NUMBER: _ClassVar[int]
     POSIX_FIELD_NUMBER: _ClassVar[int]
     TAKEN_NS_FIELD_NUMBER: _ClassVar[int]
     BOOT_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
     real: ITimer
     virt: ITimer
     prof: ITimer
     posix: _containers.RepeatedCompositeFieldContainer[PosixTimer]
     taken_ns: int
     boot_id: str
-    def __init__(self, real: _Optional[_Union[ITimer, _Mapping]] = ..., virt: _Optional[_Union[ITimer, _Mapping]] = ..., prof: _Optional[_Union[ITimer, _Mapping]] = ..., posix: _Optional[_Iterable[_Union[PosixTimer, _Mapping]]] = ..., taken_ns: _Optional[int] = ..., boot_id: _Optional[str] = ...) -> None: ...
+    pid: int
+    def __init__(self, real: _Optional[_Union[ITimer, _Mapping]] = ..., virt: _Optional[_Union[ITimer, _Mapping]] = ..., prof: _Optional[_Union[ITimer, _Mapping]] = ..., posix: _Optional[_Iterable[_Union[PosixTimer, _Mapping]]] = ..., taken_ns: _Optional[int] = ..., boot_id: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...

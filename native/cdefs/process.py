@@ -51,4 +51,5 @@ int setns(int fd, int nstype);
 int mount(const char *source, const char *target, const char *fstype,
           unsigned long flags, const void *data);
 int umount2(const char *target, int flags);
+int sched_getcpu(void);
 """
