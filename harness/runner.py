@@ -294,7 +294,7 @@ class Batch:
                     t.result = replace(t.result, verdict=Verdict.BROKEN, step=t.result.step or "verify",
                                        reason=f"kernel taint changed {taint} -> {after} during the batch (see dmesg)")
         share = (time.monotonic() - self._t0) / max(1, len(self.tests))
-        return [settle(replace(t.result, seconds=round(share, 4)), t.spec)
+        return [settle(replace(t.result, seconds=round(share, 4)), t.spec, not self.opts.norst)
                 for t in self.tests if t.result is not None]
 
     def _images(self) -> Path:

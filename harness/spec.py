@@ -20,7 +20,8 @@ KEYS = frozenset(
     {"description", "features", "program", "options", "flavors", "needs", "flags",
      "timeout", "compare", "expect"}
 )
-EXPECT_KEYS = frozenset({"fail", "tracking", "flavors"})
+EXPECT_KEYS = frozenset({"fail", "tracking", "flavors", "at"})
+STEPS = ("dump", "restore", "verify")  # where an expected failure shows
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +32,13 @@ class Expectation:
     reason: str
     tracking: str = ""
     flavors: tuple[str, ...] = ()
+    at: str = ""  # the step it fails at (STEPS); "" for any
 
-    def applies(self, engine: str, flavor: str) -> bool:
-        """True when this expectation covers that engine in that flavor."""
-        return engine == self.engine and (not self.flavors or flavor in self.flavors)
+    def applies(self, engine: str, flavor: str, restored: bool = True) -> bool:
+        """True when this expectation covers that engine in that flavor; a failure after the
+        dump (of restored state) is not expected of a run that restores nothing (--norst)."""
+        return engine == self.engine and (not self.flavors or flavor in self.flavors) \
+            and (restored or self.at in ("", "dump"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +69,9 @@ class Spec:
         """Runs alone: never shares a dump with other tests."""
         return "exclusive" in self.flags or "crfail" in self.flags
 
-    def expectation(self, engine: str, flavor: str) -> Expectation | None:
-        """The expected failure for that engine and flavor, if any."""
-        return next((e for e in self.expect if e.applies(engine, flavor)), None)
+    def expectation(self, engine: str, flavor: str, restored: bool = True) -> Expectation | None:
+        """The expected failure for that engine and flavor (in a run that restores, or not), if any."""
+        return next((e for e in self.expect if e.applies(engine, flavor, restored)), None)
 
     def argv(self) -> list[str]:
         """The program and its spec options, without the protocol options."""
@@ -163,7 +167,10 @@ def _expect(c: _Checker) -> tuple[Expectation, ...]:
         flavors = e.get("flavors", [])
         if not isinstance(flavors, list) or any(f not in FLAVORS for f in flavors):
             raise c.fail(f"{key}.flavors", f"expected a list of {list(FLAVORS)}")
-        out.append(Expectation(str(engine), reason, str(e.get("tracking", "")), tuple(flavors)))
+        at = e.get("at", "")
+        if at not in ("",) + STEPS:
+            raise c.fail(f"{key}.at", f"expected the step it fails at, one of {list(STEPS)}, got {at!r}")
+        out.append(Expectation(str(engine), reason, str(e.get("tracking", "")), tuple(flavors), at))
     return tuple(out)
 
 

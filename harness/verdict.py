@@ -63,13 +63,17 @@ class Result:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def settle(result: Result, spec: Spec) -> Result:
-    """Apply the spec's expected failure for this engine and flavor: fail -> xfail, pass -> xpass."""
-    exp = spec.expectation(result.engine, result.flavor)
+def settle(result: Result, spec: Spec, restored: bool = True) -> Result:
+    """Apply the spec's expected failure for this engine and flavor: fail -> xfail, pass -> xpass.
+    An expectation that names its step covers a failure at that step only."""
+    exp = spec.expectation(result.engine, result.flavor, restored)
     if exp is None:
         return result
     note = exp.reason + (f" ({exp.tracking})" if exp.tracking else "")
     if result.verdict in (Verdict.FAIL, Verdict.BROKEN):
+        if exp.at and result.step != exp.at:
+            return replace(result, reason=f"{result.reason} (the spec expects a failure at {exp.at}, "
+                                          f"not at {result.step or 'the end'}: {note})")
         return replace(result, verdict=Verdict.XFAIL, expected=note)
     if result.verdict is Verdict.PASS:
         return replace(result, verdict=Verdict.XPASS, expected=note,

@@ -38,9 +38,9 @@ def corpus_results(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, 
     return out
 
 
-# Not yet here: --norst (expectations name restore failures; those tests pass when nothing
-# is restored).
-CKPT_RUNS = {"one cycle": (), "three cycles": ("--iters", "3")}
+# With --norst nothing is restored: an expected failure at restore or verify is not expected
+# then, and the test must pass (a dump that disturbed the task it leaves running would show).
+CKPT_RUNS = {"one cycle": (), "three cycles": ("--iters", "3"), "left running": ("--norst",)}
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +53,7 @@ def ckpt_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[tup
 @pytest.mark.parametrize("test, flavor", CASES)
 def test_ckpt_passes_or_fails_as_declared(ckpt_results: dict, run: str, test: str, flavor: str) -> None:
     r = _get(ckpt_results[run], test, flavor, "ckpt")
-    declared = next(s for s in SPECS if s.name == test).expectation("ckpt", flavor)
+    declared = next(s for s in SPECS if s.name == test).expectation("ckpt", flavor, restored=run != "left running")
     if declared is None:
         assert r["verdict"] == "pass", f"{r['verdict']} at {r['step']}: {r['reason']}\n" + "\n".join(r["diff"]) + r["output"]
     else:
@@ -93,6 +93,12 @@ def test_pytest_specs_gives_the_same_verdicts(corpus_results: dict, tmp_path: Pa
     mine = {(x["test"], x["flavor"]): (x["verdict"], x["step"]) for x in doc["results"]}
     theirs = {(t, f): (x["verdict"], x["step"]) for (t, f, e), x in corpus_results.items() if e == "restart"}
     assert mine == theirs, r.stdout[-2000:]
+
+
+def test_every_expected_failure_names_its_step() -> None:
+    """A debt says where it shows (dump, restore or verify), so --norst knows which apply."""
+    missing = [f"{s.name} ({e.engine})" for s in SPECS for e in s.expect if not e.at]
+    assert not missing, f"expectations without `at`: {missing}"
 
 
 def test_corpus_size_and_feature_coverage() -> None:

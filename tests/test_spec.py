@@ -1,6 +1,7 @@
 """Spec loading: valid specs become dataclasses, bad ones are one line naming file and key."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,18 @@ expect:
     assert not s.expectation("nocr", "ns")
 
 
+def test_an_expectation_at_restore_is_not_expected_of_a_run_that_restores_nothing(tmp_path: Path) -> None:
+    s = load(tmp_path, """
+description: d
+features: [env.umask]
+expect:
+  ckpt: {fail: "comes back wrong", at: restore}
+  criu: {fail: "refused", at: dump}
+""")
+    assert s.expectation("ckpt", "host") and not s.expectation("ckpt", "host", restored=False)
+    assert s.expectation("criu", "host", restored=False)
+
+
 def test_transition_specs_compare_nothing_by_default(tmp_path: Path) -> None:
     p = write(tmp_path, "description: d\nfeatures: [transition.fork_loop]\nprogram: ../static/env_umask\n",
               "transition/t.yaml")
@@ -66,6 +79,7 @@ def test_transition_specs_compare_nothing_by_default(tmp_path: Path) -> None:
     ("description: d\nfeatures: [env.umask]\nprogram: nonesuch\n", "program", "expected a C source"),
     ("description: d\nfeatures: [env.umask]\nprogram: ./missing-binary\n", "program", "executable"),
     ("description: d\nfeatures: [env.umask]\nexpect: {ckpt: {tracking: x}}\n", "expect.ckpt.fail", "reason"),
+    ("description: d\nfeatures: [env.umask]\nexpect: {ckpt: {fail: x, at: later}}\n", "expect.ckpt.at", "step"),
     ("features: [env.umask]\n", "description", "non-empty string"),
 ])
 def test_bad_spec_names_file_and_key(tmp_path: Path, text: str, key: str, words: str) -> None:
@@ -94,3 +108,16 @@ def test_every_bundled_spec_is_valid_and_every_feature_is_covered() -> None:
     assert len(specs) >= 10
     covered = {f for s in specs for f in s.features}
     assert covered <= set(features)
+
+
+def test_a_failure_at_another_step_than_declared_stays_a_failure(tmp_path: Path) -> None:
+    from harness.verdict import Result, Verdict, settle
+
+    s = load(tmp_path, "description: d\nfeatures: [env.umask]\nexpect:\n  ckpt: {fail: 'locks lost', at: verify}\n")
+    res = Result(test=s.name, flavor="host", engine="ckpt", verdict=Verdict.FAIL, step="dump", reason="refused")
+    got = settle(res, s)
+    assert got.verdict is Verdict.FAIL and "expects a failure at verify, not at dump" in got.reason
+    assert settle(replace(res, step="verify"), s).verdict is Verdict.XFAIL
+    assert settle(replace(res, verdict=Verdict.PASS, step=""), s).verdict is Verdict.XPASS
+    # Left running (nothing restored), a pass is simply a pass.
+    assert settle(replace(res, verdict=Verdict.PASS, step=""), s, restored=False).verdict is Verdict.PASS

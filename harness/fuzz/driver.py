@@ -14,6 +14,7 @@ from hypothesis.errors import Flaky
 from harness.fuzz.run import Outcome, Runner, digest, features
 from harness.fuzz.script import Script
 from harness.fuzz.strategies import scripts
+from harness.spec import STEPS
 
 
 class TreeBroke(AssertionError):
@@ -76,7 +77,8 @@ def save(out: Outcome, specs: Path, note: str) -> Path:
         "program": "treebuild",
         "options": {"script": f"{name}.tree"},
         "flavors": [out.flavor],
-        "expect": {out.engine: {"fail": out.summary()[:300], "tracking": note}},
+        "expect": {out.engine: {"fail": out.summary()[:300], "tracking": note,
+                                **({"at": out.step} if out.step in STEPS else {})}},
     }
     path = d / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False, width=100))
