@@ -7,11 +7,13 @@ import errno
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from engine import proc
 from engine.errors import CkptError, ProcessGone
 from engine.plan import NEW_INIT, RESTORER, Exit, Fork, Plan, Reap, Setpgid, Setsid, Subreaper, Table, Wait, op_text
+import native
 from native import ffi, lib
 
 TIMEOUT_MS = 30_000
@@ -108,9 +110,17 @@ def _code(op: object, index: dict[int, int], pgid: int) -> tuple[int, int, int]:
     raise TypeError(op)
 
 
-def run(plan: Plan, table: Table, new_pidns: bool = False) -> dict[int, int]:
+def _stub() -> Any:
+    """The stub program our children exec (native/stub.c, built beside the cffi module), or
+    NULL when it is missing: the plan then runs in forks of this interpreter, only slower."""
+    path = Path(native.__file__).with_name("ckpt-stub")
+    return ffi.new("char[]", os.fsencode(path)) if os.access(path, os.X_OK) else ffi.NULL
+
+
+def run(plan: Plan, table: Table, new_pidns: bool = False, keep: int = -1) -> dict[int, int]:
     """Build the tree (under an init of ours in a new pid namespace if asked: the table's
-    pids are then that namespace's); return every actor's pid (as we see it) by key."""
+    pids are then that namespace's); return every actor's pid (as we see it) by key. `keep`:
+    an fd of ours every actor keeps (at the same number)."""
     if new_pidns:
         plan = _in_new_pidns(plan)
     order = _actors(plan)
@@ -122,7 +132,7 @@ def run(plan: Plan, table: Table, new_pidns: bool = False) -> dict[int, int]:
     lib.prctl(lib.PR_GET_CHILD_SUBREAPER, int(ffi.cast("uintptr_t", was)), 0, 0, 0)
     lib.prctl(lib.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     try:
-        rc = lib.ckpt_plan_run(actors, n, ops, len(ops), TIMEOUT_MS)
+        rc = lib.ckpt_plan_run(actors, n, ops, len(ops), TIMEOUT_MS, _stub(), keep)
         pids = {key: int(actors[i].pid) for i, key in enumerate(order)}
         try:
             if rc == 0:

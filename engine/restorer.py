@@ -183,7 +183,7 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
     let all go together."""
     own = os.pidfd_open(os.getpid())  # every stub inherits it: see engine.handover
     try:
-        pids = execute.run(plan, table, new_pidns)
+        pids = execute.run(plan, table, new_pidns, keep=own)
     finally:
         os.close(own)  # the stubs' copies live on
     if NEW_INIT in pids:

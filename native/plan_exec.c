@@ -3,7 +3,10 @@
  * set_tid). Actors share one MAP_SHARED table to follow each other's progress (futexes).
  *
  * Every actor but the caller is a fork of a possibly multithreaded interpreter: from the
- * fork on it calls nothing but raw syscalls (no malloc, no stdio, no locks). A live actor
+ * fork on it calls nothing but raw syscalls (no malloc, no stdio, no locks). Given a stub
+ * program (native/stub.c: this file with a main), the caller's children exec it at once and
+ * go on there: their descendants are then forks of a small static program, not of the
+ * interpreter, and each stub's address space is cheap to empty at restore. A live actor
  * ends parked (every signal blocked, in pause) for the restorer to seize and rebuild. An
  * actor that fails records errno and its step, raises `failed` and parks: the caller kills
  * every actor it knows of. Included by ffi_build through the `plan` cdefs topic.
@@ -65,6 +68,11 @@ struct ckpt_plan_shared {
 	int nactors, nops;
 	struct ckpt_plan_actor actors[];	/* then the operations */
 };
+
+/* Set by ckpt_plan_run in the caller, so its forked children see them too. */
+static const char *plan_stub;	/* the stub program to exec; NULL: go on in the fork */
+static int plan_memfd = -1;	/* the shared table's memfd, passed to the stub */
+static int plan_keep = -1;	/* a caller's fd the stubs keep across their exec (or -1) */
 
 static struct ckpt_plan_op *plan_ops(struct ckpt_plan_shared *s)
 {
@@ -232,6 +240,40 @@ static long plan_clone(struct ckpt_plan_actor *child, int clone_parent)
 
 static void plan_actor(struct ckpt_plan_shared *s, int me);
 
+/* Decimal text of n into buf (at least 12 bytes); raw, for a fork of the interpreter. */
+static void plan_itoa(char *buf, int n)
+{
+	char digits[12];
+	int len = 0, i = 0;
+
+	do {
+		digits[len++] = (char)('0' + n % 10);
+		n /= 10;
+	} while (n);
+	while (len)
+		buf[i++] = digits[--len];
+	buf[i] = 0;
+}
+
+/* A child of the caller becomes the stub program, as actor `me`; if the exec fails it goes
+ * on here (slower to empty at restore, the same tree). */
+static void plan_become_stub(struct ckpt_plan_shared *s, int me)
+{
+	char fd_text[12], me_text[12];
+	char *argv[] = { (char *)"ckpt-stub", fd_text, me_text, NULL };
+	char *envp[] = { NULL };
+
+	if (plan_stub && plan_memfd >= 0) {
+		plan_itoa(fd_text, plan_memfd);
+		plan_itoa(me_text, me);
+		syscall(SYS_fcntl, plan_memfd, F_SETFD, 0);
+		if (plan_keep >= 0)
+			syscall(SYS_fcntl, plan_keep, F_SETFD, 0);
+		syscall(SYS_execve, plan_stub, argv, envp);
+	}
+	plan_actor(s, me);
+}
+
 static void plan_set_pid(struct ckpt_plan_actor *a, int pid)
 {
 	int zero = 0;
@@ -272,6 +314,8 @@ static int plan_step(struct ckpt_plan_shared *s, const struct ckpt_plan_actor *m
 	switch (op->kind) {
 	case CKPT_OP_FORK:
 		rc = plan_clone(&s->actors[op->a], op->b);
+		if (rc == 0 && me == &s->actors[0])
+			plan_become_stub(s, op->a);	/* never returns */
 		if (rc == 0)
 			plan_actor(s, op->a);	/* never returns */
 		if (rc > 0)
@@ -378,21 +422,40 @@ static void plan_actor(struct ckpt_plan_shared *s, int me)
 	plan_park();
 }
 
+#ifndef PLAN_STUB
 /* Run a plan: actor 0 is the caller (it may only fork, wait and reap, and never blocks for
  * long: a failure elsewhere must reach it). Returns 0 once every other actor completed its
  * list, -1 if one failed (its err/step say why), -ETIMEDOUT. `actors` gets the pids,
- * progress and errors back. */
+ * progress and errors back. `stub`: the stub program the caller's children exec (NULL:
+ * none); `keep`: an fd of the caller they keep open across it (-1: none). */
 static int ckpt_plan_run(struct ckpt_plan_actor *actors, int nactors,
-			 const struct ckpt_plan_op *ops, int nops, int timeout_ms)
+			 const struct ckpt_plan_op *ops, int nops, int timeout_ms,
+			 const char *stub, int keep)
 {
 	size_t size = sizeof(struct ckpt_plan_shared) + nactors * sizeof(*actors) + nops * sizeof(*ops);
 	long deadline = plan_now_ms() + timeout_ms;
 	struct ckpt_plan_shared *s;
-	int i, rc = 0, seen;
+	int i, rc = 0, seen, memfd;
 
-	s = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (s == MAP_FAILED)
+	/* A memfd, so a stub can map the same table after its exec; close-on-exec for every
+	 * other program the interpreter may start meanwhile (a stub clears it for itself). */
+	memfd = (int)syscall(SYS_memfd_create, "ckpt-plan", MFD_CLOEXEC);
+	if (memfd < 0)
 		return -errno;
+	if (ftruncate(memfd, (off_t)size) < 0) {
+		rc = -errno;
+		close(memfd);
+		return rc;
+	}
+	s = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	if (s == MAP_FAILED) {
+		rc = -errno;
+		close(memfd);
+		return rc;
+	}
+	plan_stub = stub;
+	plan_memfd = memfd;
+	plan_keep = keep;
 	s->nactors = nactors;
 	s->nops = nops;
 	memcpy(s->actors, actors, nactors * sizeof(*actors));
@@ -433,5 +496,9 @@ static int ckpt_plan_run(struct ckpt_plan_actor *actors, int nactors,
 	}
 	memcpy(actors, s->actors, nactors * sizeof(*actors));
 	munmap(s, size);
+	close(memfd);
+	plan_stub = NULL;
+	plan_memfd = plan_keep = -1;
 	return rc;
 }
+#endif /* PLAN_STUB */

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import engine
+import native
 from engine.errors import CkptError
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (ptrace, clone3 set_tid)")
@@ -206,3 +207,42 @@ def _hold_pid(pid: int) -> int:
 
     table = Table({pid: TaskRow(pid, 0, 0, 0)})
     return execute.run(Plan({0: [Fork(pid)], pid: []}), table)[pid]
+
+
+def test_the_executors_children_become_the_small_stub_and_fork_from_it() -> None:
+    """The restorer's children exec native/ckpt-stub (a fork of the interpreter would make every
+    stub as big as it); their own children are forks of the stub, and keep the fd we asked."""
+    from engine import execute
+    from engine.plan import Fork, Plan, Table, TaskRow
+
+    root, kid = _free_pid(), _free_pid(1)
+    table = Table({root: TaskRow(root, 0, 0, 0), kid: TaskRow(kid, root, 0, 0)})
+    r, w = os.pipe()  # close-on-exec in Python: the stubs must get it back all the same
+    try:
+        pids = execute.run(Plan({0: [Fork(root)], root: [Fork(kid)], kid: []}), table, keep=w)
+        try:
+            stub = Path(native.__file__).with_name("ckpt-stub")
+            for pid in (root, kid):
+                assert os.readlink(f"/proc/{pids[pid]}/exe") == str(stub)
+                assert os.readlink(f"/proc/{pids[pid]}/fd/{w}") == os.readlink(f"/proc/self/fd/{w}")
+            # Small: a static program's few areas, not the interpreter's hundreds.
+            assert len(Path(f"/proc/{pids[kid]}/maps").read_text().splitlines()) < 16
+        finally:
+            for pid in (pids[kid], pids[root]):
+                os.kill(pid, signal.SIGKILL)
+            for pid in (pids[root], pids[kid]):
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass  # the kid's corpse went to whoever reaps orphans here
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def _free_pid(skip: int = 0) -> int:
+    """A pid no task has now, well above the ones in use."""
+    pid = int(Path("/proc/sys/kernel/ns_last_pid").read_text()) + 5000 + skip
+    while os.path.exists(f"/proc/{pid}"):
+        pid += 2
+    return pid

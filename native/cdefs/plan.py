@@ -34,5 +34,5 @@ struct ckpt_plan_actor {
 };
 
 int ckpt_plan_run(struct ckpt_plan_actor *actors, int nactors, const struct ckpt_plan_op *ops,
-                  int nops, int timeout_ms);
+                  int nops, int timeout_ms, const char *stub, int keep);
 """
