@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from engine.calls import Calls
 from engine.handover import Handover
 from engine import images, proc
 from engine.errors import CkptError, Unsupported
@@ -277,26 +278,33 @@ def _give_area(hand: Handover, pid: int, start: int, end: int) -> int:
 
 
 def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon, hand: Handover) -> None:
-    """Map every dumped area but the kernel's, at its address, with its prot and backing."""
-    fds: dict[tuple[str, bool], int] = {}
+    """Map every dumped area but the kernel's, at its address, with its prot and backing: the
+    files opened in one batch, the areas mapped, advised and named in another (each at its own
+    fixed address, so their order does not matter); shared anonymous ones one by one."""
+    areas = [v for v in mm.vmas if v.path not in KERNEL_AREAS]
+    files = sorted({(v.path, v.perms[3] == "s" and v.perms[1] == "w") for v in areas
+                    if v.path.startswith("/") and not _anon_shared(v)})
+    opening = Calls(t, lay.scratch, lay.size)
+    for path, writes in files:
+        at = opening.put(path.encode() + b"\0")
+        opening.add(f"open({path})", lib.SYS_open, at, (os.O_RDWR if writes else os.O_RDONLY) | os.O_CLOEXEC, 0)
+    fds = dict(zip(files, opening.run()))
     try:
-        for v in mm.vmas:
-            if v.path in KERNEL_AREAS:
-                continue
+        mapping = Calls(t, lay.scratch, lay.size)
+        for v in areas:
             size, prot = v.end - v.start, _prot(v.perms)
             shared = v.perms[3] == "s"
             flags = (mmap.MAP_SHARED if shared else mmap.MAP_PRIVATE) | lib.MAP_FIXED
-            if "gd" in v.vmflags.split():
+            vmflags = v.vmflags.split()
+            if "gd" in vmflags:
                 flags |= lib.MAP_GROWSDOWN
-            if "nr" in v.vmflags.split():
+            if "nr" in vmflags:
                 flags |= MAP_NORESERVE
             if v.path.startswith("/") and not _anon_shared(v):
-                writes = shared and v.perms[1] == "w"
-                key = (v.path, writes)
-                if key not in fds:
-                    fds[key] = open_in(t, lay, v.path, os.O_RDWR if writes else os.O_RDONLY)
-                t.call(f"mmap({v.path})", lib.SYS_mmap, v.start, size, prot, flags, fds[key], v.pgoff)
+                fd = fds[(v.path, shared and v.perms[1] == "w")]
+                mapping.add(f"mmap({v.path})", lib.SYS_mmap, v.start, size, prot, flags, fd, v.pgoff)
             elif _anon_shared(v) and v.inode:
+                mapping.run()  # its object may be an area of this task queued above
                 fd = shared_anon.open(t, v, hand)
                 try:
                     t.call(f"mmap(shared anon at {v.start:#x})", lib.SYS_mmap, v.start, size, prot, flags, fd, v.pgoff)
@@ -304,19 +312,20 @@ def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon, hand: Ha
                     t.syscall(lib.SYS_close, fd)
                 shared_anon.made.setdefault(v.inode, (t.pid, v.start, v.end))
             else:
-                t.call(f"mmap({v.path or 'anon'} at {v.start:#x})", lib.SYS_mmap, v.start, size, prot,
-                       flags | mmap.MAP_ANONYMOUS, -1, 0)
-            for flag in v.vmflags.split():
+                mapping.add(f"mmap({v.path or 'anon'} at {v.start:#x})", lib.SYS_mmap, v.start, size, prot,
+                            flags | mmap.MAP_ANONYMOUS, -1, 0)
+            for flag in vmflags:
                 if flag in ADVICE:
-                    t.call(f"madvise({flag})", lib.SYS_madvise, v.start, size, ADVICE[flag])
+                    mapping.add(f"madvise({flag})", lib.SYS_madvise, v.start, size, ADVICE[flag])
             name = _anon_name(v.path)
             if name is not None:
-                t.write(lay.scratch, name.encode() + b"\0")
-                t.call("prctl(PR_SET_VMA_ANON_NAME)", lib.SYS_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME,
-                       v.start, size, lay.scratch)
+                at = mapping.put(name.encode() + b"\0")
+                mapping.add("prctl(PR_SET_VMA_ANON_NAME)", lib.SYS_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME,
+                            v.start, size, at)
+        mapping.run()
     finally:
-        for fd in fds.values():
-            t.syscall(lib.SYS_close, fd)
+        if fds:
+            t.batch([(lib.SYS_close, fd) for fd in fds.values()], must=False)
 
 
 def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> None:

@@ -170,10 +170,16 @@ def _capset(t: Tracee, lay: Layout, eff: int, prm: int, inh: int) -> None:
 
 
 def _rlimits(t: Tracee, lay: Layout, limits: list[Rlimit]) -> None:
-    """prlimit64 on itself: raising a hard limit needs CAP_SYS_RESOURCE, which may be missing."""
-    for r in limits:
-        t.write(lay.scratch, RLIM64.pack(r.cur, r.max))
-        rc = t.syscall(lib.SYS_prlimit64, 0, r.resource, lay.scratch, 0)
+    """prlimit64 on itself, in one batch, for the limits that differ from the stub's own:
+    raising a hard limit needs CAP_SYS_RESOURCE, which may be missing."""
+    have = {(r.resource, r.cur, r.max) for r in _limits(t.pid)}
+    todo = [r for r in limits if (r.resource, r.cur, r.max) not in have]
+    if not todo:
+        return
+    t.write(lay.scratch, b"".join(RLIM64.pack(r.cur, r.max) for r in todo))
+    got = t.batch([(lib.SYS_prlimit64, 0, r.resource, lay.scratch + i * RLIM64.size, 0) for i, r in enumerate(todo)],
+                  must=False)
+    for r, rc in zip(todo, got):
         if rc < 0:
             why = " (a hard limit above the restorer's needs CAP_SYS_RESOURCE)" if rc == -errno.EPERM else ""
             raise CkptError(f"pid {t.pid}: remote prlimit64(resource {r.resource}, {r.cur}, {r.max}): "
@@ -250,7 +256,9 @@ def _seccomp_restore(t: Tracee, lay: Layout, filters: list[SeccompFilter]) -> No
 def _creds_restore(t: Tracee, lay: Layout, c: Creds) -> None:
     """From the stub's root credentials to the dumped ones, in an order where each step still
     has the capability it needs (capabilities(7), prctl(2), capset(2))."""
-    now = _creds(t.pid, 0)
+    now = _creds(t.pid, _prctl(t, "PR_GET_SECUREBITS", PR_GET_SECUREBITS))
+    if now == c:
+        return  # the stub has them already (a task of the restorer's own credentials)
     missing = c.cap_prm & ~now.cap_prm | c.cap_bnd & ~now.cap_bnd
     if missing:
         # Neither set can grow (capabilities(7)): the restorer must hold what the task held.
