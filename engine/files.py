@@ -1,24 +1,24 @@
-"""File descriptors of plain files, directories, devices and pipes, plus cwd, root and umask:
-dump from /proc/PID/{fd,fdinfo}, restore by remote open/dup3/lseek in the task (pipes are
-made by the restorer and handed over: engine.pipes)."""
+"""File descriptors of plain files, directories, devices, O_PATH fds and pipes, plus cwd,
+root and umask: dump from /proc/PID/{fd,fdinfo}, restore by remote open/dup3/lseek in the
+task (pipes are made by the restorer and handed over: engine.pipes; files and directories
+removed while held: engine.removed)."""
 from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
 
 from engine.errors import CkptError, Unsupported
-from engine import pipes, proc
+from engine import pipes, proc, removed
 from engine.handover import Handover
 from engine.images.files_pb2 import Fd, Files, PipeData
 from engine.mm import Layout, open_in
 from engine.ptrace import Tracee
+from engine.removed import DELETED
 from native import ffi, lib
 
 KCMP_FILE = 0
-DELETED = " (deleted)"
 MQUEUE_MAGIC = 0x19800202  # include/uapi/linux/magic.h
-GHOST_MAX = 64 << 20  # contents of an unlinked file kept in the image, at the most
+O_PATH = 0o10000000  # uapi asm-generic/fcntl.h
 
 
 def _fdinfo(pid: int, fd: int) -> dict[str, str]:
@@ -48,12 +48,14 @@ def dump(pid: int, pipe_data: dict[int, PipeData]) -> Files:
     """Every fd of the task (refusing kinds not supported yet, by name), cwd, root, umask."""
     out = Files(pid=pid, cwd=os.readlink(f"/proc/{pid}/cwd"), root=os.readlink(f"/proc/{pid}/root"),
                 umask=_umask(pid))
-    for what, path in (("working directory", out.cwd), ("root", out.root)):
-        if path.endswith(DELETED):
-            raise Unsupported(f"pid {pid}: its {what} {path} was removed")
-    for name in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
-        fd = int(name)
-        link = os.readlink(f"/proc/{pid}/fd/{fd}")
+    if out.root.endswith(DELETED):
+        raise Unsupported(f"pid {pid}: its root {out.root} was removed")
+    if removed.removed(out.cwd, os.stat(f"/proc/{pid}/cwd")):
+        out.cwd_removed.CopyFrom(removed.cwd_dir(pid))
+        out.cwd = out.cwd.removesuffix(DELETED)
+    links = {int(n): os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}
+    live = [x for x in links.values() if x.startswith("/") and not x.endswith(DELETED)]
+    for fd, link in sorted(links.items()):
         if pipes.inode(link):
             info = _fdinfo(pid, fd)
             flags = int(info["flags"], 8)
@@ -64,29 +66,37 @@ def dump(pid: int, pipe_data: dict[int, PipeData]) -> Files:
             continue
         if not link.startswith("/"):
             raise Unsupported(f"pid {pid}: fd {fd} is {link}")
-        st = os.stat(f"/proc/{pid}/fd/{fd}")
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISCHR(st.st_mode)):
-            raise Unsupported(f"pid {pid}: fd {fd} is {link} (mode {st.st_mode:o})")
-        info = _fdinfo(pid, fd)
-        if _fs_type(f"/proc/{pid}/fd/{fd}") == MQUEUE_MAGIC:
-            raise Unsupported(f"pid {pid}: fd {fd} ({link}) is a POSIX message queue: not supported yet")
-        flags = int(info["flags"], 8)
-        entry = Fd(fd=fd, cloexec=bool(flags & os.O_CLOEXEC), path=link, flags=flags & ~os.O_CLOEXEC,
-                   pos=int(info["pos"]), mode=st.st_mode)
-        if link.endswith(DELETED) and st.st_nlink > 0:
-            raise Unsupported(f"pid {pid}: fd {fd}: {link} was unlinked but has {st.st_nlink} other link(s)")
-        if link.endswith(DELETED) and not stat.S_ISREG(st.st_mode):
-            raise Unsupported(f"pid {pid}: fd {fd}: removed {link} is not a regular file")
-        if link.endswith(DELETED) and st.st_nlink == 0 and stat.S_ISREG(st.st_mode):
-            if st.st_size > GHOST_MAX:
-                raise Unsupported(f"pid {pid}: fd {fd}: unlinked file of {st.st_size} bytes (limit {GHOST_MAX})")
-            with open(f"/proc/{pid}/fd/{fd}", "rb") as f:
-                entry.contents = f.read()
-            entry.unlinked = True
-            entry.path = link.removesuffix(DELETED)
-        out.fds.append(entry)
+        out.fds.append(_dump_path_fd(pid, fd, link, live))
     _mark_dups(pid, out)
     return out
+
+
+def _dump_path_fd(pid: int, fd: int, link: str, live: list[str]) -> Fd:
+    """An fd opened by a path (`live`: the task's fds' paths that still exist, for links)."""
+    st = os.stat(f"/proc/{pid}/fd/{fd}")  # the open file itself: a symlink for O_PATH|O_NOFOLLOW
+    info = _fdinfo(pid, fd)
+    flags = int(info["flags"], 8)
+    opath = bool(flags & O_PATH)
+    # An O_PATH fd is reopened by its path whatever it names: no I/O state to carry.
+    if not opath and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISCHR(st.st_mode)):
+        raise Unsupported(f"pid {pid}: fd {fd} is {link} (mode {st.st_mode:o})")
+    if not opath and _fs_type(f"/proc/{pid}/fd/{fd}") == MQUEUE_MAGIC:
+        raise Unsupported(f"pid {pid}: fd {fd} ({link}) is a POSIX message queue: not supported yet")
+    entry = Fd(fd=fd, cloexec=bool(flags & os.O_CLOEXEC), path=link, flags=flags & ~os.O_CLOEXEC,
+               pos=int(info["pos"]), mode=st.st_mode)
+    if not removed.removed(link, st):
+        return entry
+    entry.unlinked = True
+    entry.path = link.removesuffix(DELETED)
+    what = f"pid {pid}: fd {fd}"
+    if st.st_nlink > 0 and not stat.S_ISDIR(st.st_mode):
+        entry.link = removed.other_link(entry.path, st, live, what)
+    elif stat.S_ISREG(st.st_mode):
+        entry.size = st.st_size
+        entry.extents.extend(removed.extents(f"/proc/{pid}/fd/{fd}", st.st_size, what))
+    else:
+        raise Unsupported(f"{what}: removed {link} is not a regular file")
+    return entry
 
 
 def _share(pid: int, fds: list[Fd]) -> dict[int, int]:
@@ -112,31 +122,17 @@ def _mark_dups(pid: int, files: Files) -> None:
             e.fd, e.cloexec, e.dup, e.dup_of = fd, cloexec, True, first[fd]
 
 
-def _ghost(e: Fd) -> Path:
-    """Re-create an unlinked file's contents at its old path (removed again after the open)."""
-    path = Path(e.path)
-    if path.exists():
-        raise CkptError(f"cannot restore unlinked file {path}: that path exists again")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, stat.S_IMODE(e.mode))
-    try:
-        os.write(fd, e.contents)
-    finally:
-        os.close(fd)
-    return path
-
-
 def restore(t: Tracee, lay: Layout, files: Files, made: pipes.Pipes, hand: Handover) -> None:
     """Close the stub's fds and open the dumped ones at their numbers, positions and flags;
     pipe ends come from the restorer's pipes."""
     keep = hand.keep(max((e.fd for e in files.fds), default=0) + 1)  # above fd 0: two ranges
     t.call("close_range", lib.SYS_close_range, 0, keep - 1, 0)
     t.call("close_range", lib.SYS_close_range, keep + 1, 0xFFFFFFFF, 0)
-    ghosts: dict[str, Path] = {}  # one ghost per removed file, however many fds open it
+    temps = removed.Temporary()  # one name per removed file, however many fds open it
     try:
-        _open_all(t, lay, files, ghosts, made, hand)
+        _open_all(t, lay, files, temps, made, hand)
     finally:
-        for g in ghosts.values():
-            g.unlink()
+        temps.remove()
     hand.close()
     _cwd_root(t, lay, files)
 
@@ -144,7 +140,7 @@ def restore(t: Tracee, lay: Layout, files: Files, made: pipes.Pipes, hand: Hando
 O_TMPFILE = 0o20200000  # __O_TMPFILE | O_DIRECTORY (uapi asm-generic/fcntl.h)
 
 
-def _open_all(t: Tracee, lay: Layout, files: Files, ghosts: dict[str, Path], made: pipes.Pipes,
+def _open_all(t: Tracee, lay: Layout, files: Files, temps: removed.Temporary, made: pipes.Pipes,
               hand: Handover) -> None:
     """Every fd at its number: a dup shares the description of the fd it copies."""
     for e in files.fds:
@@ -160,8 +156,10 @@ def _open_all(t: Tracee, lay: Layout, files: Files, ghosts: dict[str, Path], mad
                 t.call(f"fcntl({e.fd}, F_SETFD)", lib.SYS_fcntl, e.fd, 2, 0)  # F_SETFD, no FD_CLOEXEC
             t.call(f"fcntl({e.fd}, F_SETFL)", lib.SYS_fcntl, e.fd, 4, e.flags)  # F_SETFL: O_NONBLOCK...
             continue
-        if e.unlinked and e.path not in ghosts:
-            ghosts[e.path] = _ghost(e)
+        if e.unlinked and e.link:
+            temps.link(e)
+        elif e.unlinked:
+            temps.ghost(e)
         # A file made with O_TMPFILE keeps that in its flags; reopening by path must not
         # (O_TMPFILE holds O_DIRECTORY).
         flags = e.flags & ~O_TMPFILE if stat.S_ISREG(e.mode) else e.flags
@@ -171,14 +169,22 @@ def _open_all(t: Tracee, lay: Layout, files: Files, ghosts: dict[str, Path], mad
             t.call(f"close({got})", lib.SYS_close, got)
         if not e.cloexec:
             t.call(f"fcntl({e.fd}, F_SETFD)", lib.SYS_fcntl, e.fd, 2, 0)  # F_SETFD, no FD_CLOEXEC
-        if e.pos and not stat.S_ISCHR(e.mode):
+        if e.pos and not stat.S_ISCHR(e.mode) and not e.flags & O_PATH:
             t.call(f"lseek({e.fd})", lib.SYS_lseek, e.fd, e.pos, os.SEEK_SET)
 
 
 def _cwd_root(t: Tracee, lay: Layout, files: Files) -> None:
-    """chdir before chroot: the dumped cwd is a path as the restorer sees it."""
+    """chdir before chroot: the dumped cwd is a path as the restorer sees it. A removed cwd
+    is made again for the chdir and removed after it: the task keeps it, removed."""
     t.write(lay.scratch, files.cwd.encode() + b"\0")
-    t.call(f"chdir({files.cwd})", lib.SYS_chdir, lay.scratch)
+    if files.HasField("cwd_removed"):
+        made = removed.make_dir(files.cwd, files.cwd_removed)
+        try:
+            t.call(f"chdir({files.cwd})", lib.SYS_chdir, lay.scratch)
+        finally:
+            made.rmdir()
+    else:
+        t.call(f"chdir({files.cwd})", lib.SYS_chdir, lay.scratch)
     if files.root != "/":
         t.write(lay.scratch, files.root.encode() + b"\0")
         t.call(f"chroot({files.root})", lib.SYS_chroot, lay.scratch)

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Fd(_message.Message):
-    __slots__ = ("fd", "cloexec", "path", "flags", "pos", "mode", "unlinked", "contents", "dup", "dup_of", "pipe")
+    __slots__ = ("fd", "cloexec", "path", "flags", "pos", "mode", "unlinked", "dup", "dup_of", "pipe", "size", "extents", "link")
     FD_FIELD_NUMBER: _ClassVar[int]
     CLOEXEC_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
@@ -15,10 +15,12 @@ class Fd(_message.Message):
     POS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     UNLINKED_FIELD_NUMBER: _ClassVar[int]
-    CONTENTS_FIELD_NUMBER: _ClassVar[int]
     DUP_FIELD_NUMBER: _ClassVar[int]
     DUP_OF_FIELD_NUMBER: _ClassVar[int]
     PIPE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    EXTENTS_FIELD_NUMBER: _ClassVar[int]
+    LINK_FIELD_NUMBER: _ClassVar[int]
     fd: int
     cloexec: bool
     path: str
@@ -26,25 +28,47 @@ class Fd(_message.Message):
     pos: int
     mode: int
     unlinked: bool
-    contents: bytes
     dup: bool
     dup_of: int
     pipe: int
-    def __init__(self, fd: _Optional[int] = ..., cloexec: _Optional[bool] = ..., path: _Optional[str] = ..., flags: _Optional[int] = ..., pos: _Optional[int] = ..., mode: _Optional[int] = ..., unlinked: _Optional[bool] = ..., contents: _Optional[bytes] = ..., dup: _Optional[bool] = ..., dup_of: _Optional[int] = ..., pipe: _Optional[int] = ...) -> None: ...
+    size: int
+    extents: _containers.RepeatedCompositeFieldContainer[Extent]
+    link: str
+    def __init__(self, fd: _Optional[int] = ..., cloexec: _Optional[bool] = ..., path: _Optional[str] = ..., flags: _Optional[int] = ..., pos: _Optional[int] = ..., mode: _Optional[int] = ..., unlinked: _Optional[bool] = ..., dup: _Optional[bool] = ..., dup_of: _Optional[int] = ..., pipe: _Optional[int] = ..., size: _Optional[int] = ..., extents: _Optional[_Iterable[_Union[Extent, _Mapping]]] = ..., link: _Optional[str] = ...) -> None: ...
+
+class Extent(_message.Message):
+    __slots__ = ("offset", "data")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    data: bytes
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class RemovedDir(_message.Message):
+    __slots__ = ("mode", "uid", "gid")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    mode: int
+    uid: int
+    gid: int
+    def __init__(self, mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ...) -> None: ...
 
 class Files(_message.Message):
-    __slots__ = ("pid", "fds", "cwd", "root", "umask")
+    __slots__ = ("pid", "fds", "cwd", "root", "umask", "cwd_removed")
     PID_FIELD_NUMBER: _ClassVar[int]
     FDS_FIELD_NUMBER: _ClassVar[int]
     CWD_FIELD_NUMBER: _ClassVar[int]
     ROOT_FIELD_NUMBER: _ClassVar[int]
     UMASK_FIELD_NUMBER: _ClassVar[int]
+    CWD_REMOVED_FIELD_NUMBER: _ClassVar[int]
     pid: int
     fds: _containers.RepeatedCompositeFieldContainer[Fd]
     cwd: str
     root: str
     umask: int
-    def __init__(self, pid: _Optional[int] = ..., fds: _Optional[_Iterable[_Union[Fd, _Mapping]]] = ..., cwd: _Optional[str] = ..., root: _Optional[str] = ..., umask: _Optional[int] = ...) -> None: ...
+    cwd_removed: RemovedDir
+    def __init__(self, pid: _Optional[int] = ..., fds: _Optional[_Iterable[_Union[Fd, _Mapping]]] = ..., cwd: _Optional[str] = ..., root: _Optional[str] = ..., umask: _Optional[int] = ..., cwd_removed: _Optional[_Union[RemovedDir, _Mapping]] = ...) -> None: ...
 
 class PipeData(_message.Message):
     __slots__ = ("id", "size", "data")
