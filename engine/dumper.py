@@ -8,7 +8,7 @@ from pathlib import Path
 
 from google.protobuf.message import Message
 
-from engine import cpu, files, images, mm, namespaces, proc, signals, threads, tree
+from engine import cpu, files, images, mm, namespaces, proc, signals, stops, threads, tree
 from engine.parts import PARTS
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
@@ -101,6 +101,7 @@ def _dump(roots: list[int], out: Path, leave_running: bool) -> None:
         # Every task is stopped before any is read, and stays stopped until all are written.
         frozen = _freeze(roots)
         made = namespaces.dump(frozen)  # before the table: it sets the entries' ns_flags
+        stops.mark(frozen)  # before the table too: it sets stop_collected
         table = frozen.table(roots)
         pipe_data: dict[int, PipeData] = {}
         per_task: dict[str, list[Message]] = {k.name: [] for k in images.KINDS.values() if k.per_task}

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
-from engine import cpu, execute, files, images, mm, namespaces, proc, signals, threads
+from engine import cpu, execute, files, images, mm, namespaces, proc, signals, stops, threads
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import Files, PipeData
@@ -156,10 +156,11 @@ def restore(directory: Path, planner: str | None = None, new_pidns: bool = False
             raise CkptError(f"task {taken[0]} has pid 1, which the new pid namespace's init takes")
     else:
         _await_free(table)
+    took = {e.pid for e in _one(directory, "tree", Tree).tasks if e.stop_collected}
     made = Pipes(load_pipes(directory))
     try:
         with pinned():  # the stubs are forked here, so they start on our CPU too
-            return _build(roots, tasks, table, plan, made, ns, new_pidns)
+            return _build(roots, tasks, table, plan, made, ns, new_pidns, took)
     finally:
         made.close()
 
@@ -177,8 +178,16 @@ def _await_stops(pids: list[int], timeout: float = 5.0) -> None:
             time.sleep(0.001)
 
 
+def _let_go(t: Tracee, others: list[Tracee], stopped: int) -> None:
+    """Detach a rebuilt task and its threads; a stopped one gets its stop signal first."""
+    if stopped:
+        os.kill(t.pid, stopped)
+    for who in [t] + others:
+        who.detach()
+
+
 def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: Plan, made: Pipes,
-           ns: Namespaces, new_pidns: bool) -> list[int]:
+           ns: Namespaces, new_pidns: bool, took: set[int]) -> list[int]:
     """Run the plan, rebuild every live task, give the namespaces they made their state,
     let all go together."""
     own = os.pidfd_open(os.getpid())  # every stub inherits it: see engine.handover
@@ -200,18 +209,29 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
         # of a pid namespace, say).
         for n in ns.namespaces:
             namespaces.restore(leaders[n.creator], n)
+        threads_of: dict[int, list[Tracee]] = {}
         for pid, t in leaders.items():
-            traced += _rebuild(t, tasks[pid], made, shared_anon, own)
+            threads_of[pid] = _rebuild(t, tasks[pid], made, shared_anon, own)
+            traced += threads_of[pid]
         # Every task is whole before any runs again; a stopped one gets its stop signal
         # queued first, so it stops again before it runs a single instruction of its own.
-        for t in traced:
-            stopped = table.rows[t.pid].stopped if t.pid in table.rows else 0
-            if stopped:
-                os.kill(t.pid, stopped)
-            t.detach()
+        # One whose stop report its parent had taken stops first, while the parent is still
+        # ours: the parent takes the new report before it runs (engine.stops).
+        early = [p for p in took if p in leaders and table.rows[p].ppid in leaders]
+        for pid in early:
+            _let_go(leaders[pid], threads_of[pid], table.rows[pid].stopped)
+        _await_stops([pids[p] for p in early])
+        for pid in early:
+            row, parent = table.rows[pid], table.rows[table.rows[pid].ppid]
+            with leaders[row.ppid].scratch() as buf:
+                stops.take(leaders[row.ppid], stops.seen_by(list(row.nspids), list(parent.nspids), pid), buf,
+                           list(tasks[row.ppid].core.pending))
+        for pid, t in leaders.items():
+            if pid not in early:
+                _let_go(t, threads_of[pid], table.rows[pid].stopped)
         # The stop takes effect when the task next runs: wait for it, so whoever looks at the
         # restored tree (the caller's snapshot, a SIGCONT) finds it stopped as it was dumped.
-        _await_stops([pids[p] for p, r in table.rows.items() if r.stopped and not r.zombie])
+        _await_stops([pids[p] for p, r in table.rows.items() if r.stopped and not r.zombie and p not in early])
     except BaseException:
         # Threads before their leader: a traced leader is collected only after them.
         for t in reversed(traced):

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TaskEntry(_message.Message):
-    __slots__ = ("pid", "ppid", "pgid", "sid", "zombie", "status", "subreaper", "stopped", "nspids", "tids", "sig_blocked", "sig_ignored", "sig_caught", "comm", "ns_flags", "nspgids", "nssids")
+    __slots__ = ("pid", "ppid", "pgid", "sid", "zombie", "status", "subreaper", "stopped", "nspids", "tids", "sig_blocked", "sig_ignored", "sig_caught", "comm", "ns_flags", "nspgids", "nssids", "stop_collected")
     PID_FIELD_NUMBER: _ClassVar[int]
     PPID_FIELD_NUMBER: _ClassVar[int]
     PGID_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class TaskEntry(_message.Message):
     NS_FLAGS_FIELD_NUMBER: _ClassVar[int]
     NSPGIDS_FIELD_NUMBER: _ClassVar[int]
     NSSIDS_FIELD_NUMBER: _ClassVar[int]
+    STOP_COLLECTED_FIELD_NUMBER: _ClassVar[int]
     pid: int
     ppid: int
     pgid: int
@@ -42,7 +43,8 @@ class TaskEntry(_message.Message):
     ns_flags: int
     nspgids: _containers.RepeatedScalarFieldContainer[int]
     nssids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., pgid: _Optional[int] = ..., sid: _Optional[int] = ..., zombie: _Optional[bool] = ..., status: _Optional[int] = ..., subreaper: _Optional[bool] = ..., stopped: _Optional[int] = ..., nspids: _Optional[_Iterable[int]] = ..., tids: _Optional[_Iterable[int]] = ..., sig_blocked: _Optional[int] = ..., sig_ignored: _Optional[int] = ..., sig_caught: _Optional[int] = ..., comm: _Optional[str] = ..., ns_flags: _Optional[int] = ..., nspgids: _Optional[_Iterable[int]] = ..., nssids: _Optional[_Iterable[int]] = ...) -> None: ...
+    stop_collected: bool
+    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., pgid: _Optional[int] = ..., sid: _Optional[int] = ..., zombie: _Optional[bool] = ..., status: _Optional[int] = ..., subreaper: _Optional[bool] = ..., stopped: _Optional[int] = ..., nspids: _Optional[_Iterable[int]] = ..., tids: _Optional[_Iterable[int]] = ..., sig_blocked: _Optional[int] = ..., sig_ignored: _Optional[int] = ..., sig_caught: _Optional[int] = ..., comm: _Optional[str] = ..., ns_flags: _Optional[int] = ..., nspgids: _Optional[_Iterable[int]] = ..., nssids: _Optional[_Iterable[int]] = ..., stop_collected: _Optional[bool] = ...) -> None: ...
 
 class Tree(_message.Message):
     __slots__ = ("tasks", "outer_sid", "outer_pgid")
