@@ -138,13 +138,14 @@ def dump(t: Tracee) -> Task:
         # back the rest of its state by itself, and the mode cannot be set from outside.
         raise Unsupported(f"pid {pid}: seccomp strict mode (SECCOMP_MODE_STRICT)")
     with t.scratch() as buf:
-        securebits = t.call("prctl(PR_GET_SECUREBITS)", lib.SYS_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0)
-        dumpable = t.call("prctl(PR_GET_DUMPABLE)", lib.SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0)
-        thp = t.call("prctl(PR_GET_THP_DISABLE)", lib.SYS_prctl, PR_GET_THP_DISABLE, 0, 0, 0, 0)
-        t.call("prctl(PR_GET_PDEATHSIG)", lib.SYS_prctl, PR_GET_PDEATHSIG, buf, 0, 0, 0)
-        (pdeathsig,) = struct.unpack("<i", t.read(buf, 4))
-        t.call("prctl(PR_GET_TID_ADDRESS)", lib.SYS_prctl, PR_GET_TID_ADDRESS, buf, 0, 0, 0)
-        (clear_tid,) = struct.unpack("<Q", t.read(buf, 8))
+        # One batch: the pdeathsig (an int) and the tid address (a pointer) land side by side.
+        securebits, dumpable, thp, _, _ = t.batch(
+            [(lib.SYS_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0), (lib.SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0),
+             (lib.SYS_prctl, PR_GET_THP_DISABLE, 0, 0, 0, 0), (lib.SYS_prctl, PR_GET_PDEATHSIG, buf, 0, 0, 0),
+             (lib.SYS_prctl, PR_GET_TID_ADDRESS, buf + 8, 0, 0, 0)],
+            ["prctl(PR_GET_SECUREBITS)", "prctl(PR_GET_DUMPABLE)", "prctl(PR_GET_THP_DISABLE)",
+             "prctl(PR_GET_PDEATHSIG)", "prctl(PR_GET_TID_ADDRESS)"])
+        pdeathsig, clear_tid = struct.unpack("<i4xQ", t.read(buf, 16))
     head, size = _robust_list(pid)
     filters = _seccomp(pid, int(st.get("Seccomp_filters", "0"))) if mode == SECCOMP_MODE_FILTER else []
     _same_in_threads(pid, st, filters)

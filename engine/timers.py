@@ -129,9 +129,10 @@ def dump(t: Tracee) -> Timers:
     msg = Timers(pid=t.pid, boot_id=_boot_id())
     queued = signals.pending(t)
     with t.scratch() as buf:
-        for which, name in enumerate(ITIMERS):
-            t.call(f"getitimer({which})", lib.SYS_getitimer, which, buf)
-            isec, iusec, vsec, vusec = PAIR.unpack(t.read(buf, PAIR.size))
+        t.batch([(lib.SYS_getitimer, which, buf + which * PAIR.size) for which in range(len(ITIMERS))],
+                [f"getitimer({which})" for which in range(len(ITIMERS))])
+        raw = t.read(buf, len(ITIMERS) * PAIR.size)
+        for name, (isec, iusec, vsec, vusec) in zip(ITIMERS, PAIR.iter_unpack(raw)):
             getattr(msg, name).CopyFrom(ITimer(value_us=vsec * US + vusec, interval_us=isec * US + iusec))
         msg.real.pending = any(q.shared and SIGINFO.unpack_from(q.siginfo)[0] == signal.SIGALRM for q in queued)
         for p in proc_timers(t.pid):
