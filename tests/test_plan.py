@@ -121,6 +121,49 @@ def test_orphans_handed_down_through_a_temporary_subreaper() -> None:
     assert plan.ops[102] == [Fork(103), Wait(-1, 2), Subreaper(True)]
 
 
+def _moves(ops: list[Op]) -> list[Op]:
+    """An actor's operations without its Waits."""
+    return [op for op in ops if not isinstance(op, Wait)]
+
+
+def test_leaders_that_swap_groups_have_a_helper_keep_one_alive() -> None:
+    # 101 ends in group 102 and 102 in group 101: each leader waits for the other to join
+    # before it leaves, unless a helper born in group 101 keeps it alive once 101 left.
+    table = Table({100: TaskRow(100, 0, 100, 100), 101: TaskRow(101, 100, 102, 100),
+                   102: TaskRow(102, 100, 101, 100)}, OUTER, OUTER)
+    plan = make_plan(table)
+    assert plan.helpers == {-1}
+    assert _moves(plan.ops[101]) == [Setpgid(101), Fork(-1), Setpgid(102), Reap(-1)]
+    assert _moves(plan.ops[102]) == [Setpgid(102), Setpgid(101)]
+    assert plan.ops[-1] == [Wait(102, 3), Exit(0)]  # once 102 is in group 101
+    # Three leaders in a ring of groups: one helper breaks the ring.
+    ring = Table({100: TaskRow(100, 0, 100, 100), 101: TaskRow(101, 100, 102, 100),
+                  102: TaskRow(102, 100, 103, 100), 103: TaskRow(103, 100, 101, 100)}, OUTER, OUTER)
+    plan = make_plan(ring)
+    assert plan.helpers == {-1} and Fork(-1) in plan.ops[101]
+
+
+def test_orphan_of_another_session_made_below_its_parent_for_a_while() -> None:
+    # 104 starts in session 103 and ends as 101's child; 101 is never in session 103, and 103
+    # (a zombie) ends as 100's child. A helper of 101 makes 103, which makes 104 and exits
+    # while 101 is a subreaper for that moment; then the helper's exit hands 103 on to 100.
+    rows = {100: TaskRow(100, 0, 100, 100, subreaper=True), 101: TaskRow(101, 100, 100, 100),
+            103: TaskRow(103, 100, 103, 103, zombie=True, status=7 << 8, subreaper=True),
+            104: TaskRow(104, 101, 103, 103)}
+    plan = make_plan(Table(rows, OUTER, OUTER))
+    assert plan.helpers == {-1}
+    assert _moves(plan.ops[-1]) == [Fork(103), Exit(0)]
+    assert _moves(plan.ops[101]) == [Subreaper(True), Fork(-1), Subreaper(False), Reap(-1)]
+    assert _moves(plan.ops[103]) == [Setsid(), Fork(104), Subreaper(True), Exit(7 << 8)]
+    # A live 103 makes 104 through a helper of its own, whose exit hands it to 101.
+    rows[103] = TaskRow(103, 100, 103, 103)
+    plan = make_plan(Table(rows, OUTER, OUTER))
+    assert plan.helpers == {-1, -2}
+    assert _moves(plan.ops[-1]) == [Fork(103), Exit(0)] and _moves(plan.ops[-2]) == [Fork(104), Exit(0)]
+    assert _moves(plan.ops[101]) == [Subreaper(True), Fork(-1), Subreaper(False), Reap(-1)]
+    assert _moves(plan.ops[103]) == [Setsid(), Fork(-2), Reap(-2)]
+
+
 def test_leader_forks_before_its_setsid() -> None:
     # 102 stayed in the session 101 was born in: 101 makes it before its setsid.
     table = Table({100: TaskRow(100, 0, 100, 100), 101: TaskRow(101, 100, 101, 101),

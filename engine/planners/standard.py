@@ -6,9 +6,14 @@ so its children stay in the session it was born in). Otherwise the task is an or
 session, made inside it: with CLONE_PARENT by a child of its parent that is in the session,
 else by a task of the session below its parent that dies anyway (a zombie, a helper), else by
 a helper forked for that purpose; when that creator exits, the task goes to its parent, which
-is then the nearest subreaper (temporarily one if the table says it is not). Sessions and
-groups whose leader is gone get a helper with the leader's pid, which makes them and exits
-once their members are in; its parent reaps it.
+is then the nearest subreaper (temporarily one if the table says it is not). When no task of
+the session stands below the parent, the session's leader is made there for a while, by a
+helper of the parent; once the task is handed to the parent and the parent's time as a
+subreaper is over, the helper exits and hands the leader on to its own parent, above. Sessions
+and groups whose leader is gone get a helper with the leader's pid, which makes them and exits
+once their members are in; its parent reaps it. A leader leaves its group once members are
+in; where such leaders would wait for each other (two that swap groups), a helper forked by
+one of them in its group keeps the group alive after it left, until the members are in.
 
 Then order: each step (a fork, setsid, setpgid, subreaper change, exit, reap) waits for the
 steps it needs, and for conditions on the simulated kernel (a group exists, an exit sends the
@@ -41,6 +46,24 @@ class _Act:
     event: tuple[int, int] | None = None  # its last operation, once run
 
 
+def _cycle(graph: dict[int, list[int]]) -> list[int]:
+    """The nodes of some cycle of a directed graph, or [] when it has none."""
+    done: set[int] = set()
+
+    def walk(n: int, path: list[int]) -> list[int]:
+        """A cycle through path and n, or [] (n's descendants are then done)."""
+        if n in path:
+            return path[path.index(n):]
+        if n not in done:
+            for m in graph.get(n, []):
+                if found := walk(m, path + [n]):
+                    return found
+            done.add(n)
+        return []
+
+    return next((c for n in sorted(graph) if (c := walk(n, []))), [])
+
+
 class Standard:
     """Parents make their children; orphans are made in their session and handed down by exits."""
 
@@ -68,13 +91,17 @@ class _Builder:
         self.passes: dict[int, list[int]] = {}  # ... and who must not be a subreaper then
         self.beta: dict[int, int | None] = {}  # the session a task must be born in (None: any)
         self.gsess: dict[int, int] = {}  # a group's session
+        self.keeper: dict[int, int] = {}  # a group whose leader leaves it: the helper keeping it alive
+        self.detour: dict[int, int] = {}  # a task made below another for a while: its helper creator
+        self.late: dict[int, int] = {}  # an exit that must pass a temporary subreaper after its time
         self.run = Run(table, self.helpers)  # the simulation the steps are sequenced on
 
     # The final tree, helpers hung under their creators.
 
     def up(self, x: int) -> int:
-        """Parent in the intended tree: a task's final parent, a helper's creator."""
-        return self.rows[x].ppid if x in self.rows else self.creator[x]
+        """Parent in the intended tree: a task's final parent, a helper's creator (and the
+        creator of a task on a detour, which reaches its parent later)."""
+        return self.rows[x].ppid if x in self.rows and x not in self.detour else self.creator[x]
 
     def ancestors(self, x: int) -> list[int]:
         """From the parent up to the restorer."""
@@ -130,6 +157,7 @@ class _Builder:
                 self.make(x, self.rows[x].ppid, cp=False)
         for x in orphans:
             self.orphan(x)
+        self.keep_groups()
         self.acyclic()
         return self.sequence(self.steps())
 
@@ -278,7 +306,7 @@ class _Builder:
 
     def orphan(self, x: int) -> None:
         """A creator in x's birth session for x, whose parent cannot be in it."""
-        rows, p, w = self.rows, self.rows[x].ppid, self.beta[x]
+        p, w = self.rows[x].ppid, self.beta[x]
         assert w is not None
         same_ns = self.ns(x)
         # CLONE_PARENT from a child of p in session w: x is p's child at once.
@@ -290,46 +318,104 @@ class _Builder:
             cands.insert(0, w)
         cands.sort(key=lambda k: (k != w, k in self.rows and w != self.rows[k].sid, k))
         if cands:
-            k = cands[0]
-            self.make(x, k, cp=True)
+            self.make(x, cands[0], cp=True)
             return
-        # A creator of session w below p that dies anyway; its exit hands x to p.
+        # Else an exit below p hands it down; a task of session w may first have to be made below p.
+        if self.hand_over(x, p, w) or (self.take_below(x, p, w) and self.hand_over(x, p, w)):
+            return
+        raise PlanError(f"task {x} must start in session {w} and end as a child of {self.who(p)}, which is "
+                        f"never in that session; no task of session {w} stands below {self.who(p)} (or can be "
+                        f"made there for a while) to make it and hand it down")
+
+    def hand_over(self, x: int, p: int, w: int) -> bool:
+        """x made by a creator of session w below p, whose exit hands it to p; False if none."""
+        rows, same_ns = self.rows, self.ns(x)
+        # A creator that dies anyway.
         dying: list[int] = []
         if w in self.helpers and self.creator[w] != p and p in self.ancestors(w):
             dying.append(w)
         dying += [y for y in sorted(rows) if rows[y].zombie and w in self.offers(y) and self.ns(y) == same_ns
                   and p in self.ancestors(y) and not self.below(y, x)
-                  and (self.creator.get(y) == rows[y].ppid or y in self.cp)]
+                  and (self.creator.get(y) == rows[y].ppid or y in self.cp or y in self.detour)]
         dying = [y for y in dying if self.target.get(y, p) == p and not self.made_by(y, x)]
         dying.sort(key=lambda y: (len(self.chain(y, p)), y not in self.helpers, y))
         if dying:
             y = dying[0]
             self.make(x, y, cp=False)
             self.hand_down(y, p)
-            return
-        # A helper forked for this by a live task of session w below p.
+            return True
+        # A helper forked for this by a live task of session w.
         lives = [y for y in sorted(rows) if not rows[y].zombie and w in self.offers(y) and self.ns(y) == same_ns
                  and p in self.ancestors(y) and not self.below(y, x) and not self.made_by(y, x)]
         if w in self.helpers and p in self.ancestors(w):
             lives.append(w)
         lives.sort(key=lambda y: (len(self.chain(y, p)), y))
         if not lives:
-            raise PlanError(f"task {x} must start in session {w} and end as a child of {self.who(p)}, which is "
-                            f"never in that session; no task of session {w} stands below {self.who(p)} to make "
-                            f"it and hand it down")
+            return False
         y = lives[0]
         key = next((h for h in self.helpers if h < 0 and self.creator[h] == y and self.session[h] == w
-                    and self.target[h] == p), None)
+                    and self.target.get(h) == p), None)
         if key is None:
-            key = -1 - sum(1 for h in self.helpers if h < 0)
+            key = self.anonymous()
             self.helper(key, y, w)
             self.hand_down(key, p)
         self.make(x, key, cp=False)
+        return True
+
+    def take_below(self, x: int, p: int, w: int) -> bool:
+        """Make the leader of session w below p for a while, to make x there; False if it cannot be."""
+        # Only the leader can be born outside session w (its setsid makes it). A helper of p
+        # makes it, and hands it on to its parent above p when the helper exits, after the exit
+        # that hands x to p: p is a subreaper only in between, so p must not be one for good
+        # (PR_SET_CHILD_SUBREAPER, prctl(2)).
+        rows, y = self.rows, w
+        if p == RESTORER or rows[p].subreaper or rows[p].zombie or y not in rows:
+            return False
+        q, above = rows[y].ppid, self.ancestors(p)
+        # An exit planned to pass y counts on where y stands: y must stay there.
+        passed = {t for chain in self.passes.values() for t in chain}
+        if (q not in above or y in above or self.creator.get(y) != q or y in self.cp or y in passed
+                or self.levels(y) != self.levels(p) or self.ns(q) != self.ns(p)
+                or self.beta[y] not in (None, *self.offers(p)) or self.target.get(y, p) != p
+                or self.below(y, x) or self.made_by(p, y)):
+            return False
+        key = self.anonymous()
+        beta = self.beta[y]
+        self.helper(key, p, rows[p].sid if beta is None else beta)
+        self.hand_down(key, q)
+        self.late[key] = p
+        self.pre.discard(y)
+        self.detour[y] = key
+        self.make(y, key, cp=False)
+        return True
+
+    def anonymous(self) -> int:
+        """A new key for a helper with any pid."""
+        return -1 - sum(1 for h in self.helpers if h < 0)
 
     def hand_down(self, y: int, p: int) -> None:
         """y's children go to p when y exits."""
         self.target[y] = p
         self.passes[y] = [q for q in self.chain(y, p) if q in self.rows]
+
+    def keep_groups(self) -> None:
+        """Keepers for groups whose leader leaves them, where leaders would wait for each other."""
+        # A leader leaves its group once a member that stays there is in; without one, once
+        # all members are in, and those lead groups they leave too. When such leaders wait in a
+        # cycle (two that swap groups), a helper forked by one leader in its group keeps that
+        # group alive for the members to join after it left (setpgid needs a member there).
+        rows = self.rows
+        members: dict[int, list[int]] = {}
+        for x in sorted(rows):
+            if rows[x].pgid != x:
+                members.setdefault(rows[x].pgid, []).append(x)
+        waits = {g: ms for g, ms in members.items() if g in rows and rows[g].pgid != g
+                 and all(m in members for m in ms)}
+        while cycle := _cycle({g: [m for m in ms if m in waits] for g, ms in waits.items()}):
+            g = min(cycle)
+            del waits[g]
+            self.keeper[g] = key = self.anonymous()
+            self.helper(key, g, rows[g].sid)
 
     def acyclic(self) -> None:
         """Every creator can be made before what it makes."""
@@ -358,17 +444,19 @@ class _Builder:
         setsid: dict[int, _Act] = {}
         own: dict[int, list[_Act]] = {x: [] for x in order}  # setup steps of each actor
         joins: dict[int, _Act] = {}
+        mine: dict[int, _Act] = {}  # a task's setpgid into a group of its own
         temp = {p for p in self.target.values() if p != RESTORER and not rows[p].subreaper}
         exits: dict[int, _Act] = {}
         reaps: list[_Act] = []
-        sr_off: list[_Act] = []
+        sr_off: dict[int, _Act] = {}
         for x in order[1:]:
             r = rows.get(x)
             if (r and r.sid == x) or (r is None and x == self.session[x]):
                 setsid[x] = _Act(x, [Setsid()], [create[x]])
                 own[x].append(setsid[x])
             elif (r is None and x > 0) or (r and (r.pgid == x or x in members)):
-                own[x].append(_Act(x, [Setpgid(x)], [create[x]]))  # a group of its own, or one it leaves
+                mine[x] = _Act(x, [Setpgid(x)], [create[x]])  # a group of its own, or one it leaves
+                own[x].append(mine[x])
             if r and r.pgid != x and r.sid != x:
                 joins[x] = j = _Act(x, [Setpgid(r.pgid)], [create[x]] + own[x], self.group_exists(x, r.pgid),
                                     self.in_group(x, r.pgid))
@@ -377,7 +465,7 @@ class _Builder:
                 on = _Act(x, [Subreaper(True)], [create[x]], self.passed(x, exits))
                 own[x].append(on)
                 if not r.subreaper:
-                    sr_off.append(_Act(x, [Subreaper(False)], [on]))
+                    sr_off[x] = _Act(x, [Subreaper(False)], [on])
             if r is None or r.zombie:
                 ops: list[Op] = [Exit(r.status)] if r else [Exit(0)]
                 if r and r.subreaper:
@@ -394,25 +482,31 @@ class _Builder:
             if x in self.cp:
                 create[x].cond = self.parent_is(c, rows[x].ppid)
         for g, ms in members.items():
-            if g in rows and rows[g].pgid != g:
-                # Its leader leaves once members that stay are in: they keep the group alive. Two
-                # leaders that swap groups must not wait for each other.
+            if g in self.keeper:
+                # Its keeper is born in the group, and keeps it alive once its leader leaves.
+                create[self.keeper[g]].deps.append(mine[g])
+                joins[g].deps.append(create[self.keeper[g]])
+            elif g in rows and rows[g].pgid != g:
+                # Its leader leaves once members that stay are in: they keep the group alive.
                 stay = [joins[m] for m in ms if m in joins and m not in members]
                 joins[g].deps += stay or [joins[m] for m in ms if m in joins]
-        for s in sr_off:
+        for s in sr_off.values():
             s.deps += [exits[y] for y, p in self.target.items() if p == s.actor]
+        for y, p in self.late.items():
+            exits[y].deps.append(sr_off[p])  # its children pass p once p's time as a subreaper is over
         acts: list[_Act] = []
         for x in order:
             acts += own[x]
             acts += [create[y] for y in made.get(x, [])]
-        acts += sr_off
+        acts += sr_off.values()
+        kept = {h: g for g, h in self.keeper.items()}
         for x in reversed(order):
             if x in exits:
                 e = exits[x]
                 e.deps += [a for a in acts + reaps if a.actor == x and a is not e]
                 # Members join before the leader dies, and it knows (a zombie would do, but
                 # the restore is easier to follow this way).
-                e.after = [joins[m] for m in members.get(x, []) if m in joins]
+                e.after = [joins[m] for m in members.get(kept.get(x, x), []) if m in joins]
                 e.deps += e.after
                 acts.append(e)
         return acts + reaps
@@ -437,10 +531,11 @@ class _Builder:
         return cond
 
     def passed(self, q: int, exits: dict[int, _Act]) -> Callable[[], str | None]:
-        """A subreaper flag goes on once the exits whose orphans must pass q are done."""
+        """A subreaper flag goes on once the exits whose orphans must pass q are done (but for
+        those that come after q's time as a temporary subreaper)."""
         def cond() -> str | None:
             for y, chain in self.passes.items():
-                if q in chain and not exits[y].done:
+                if q in chain and not exits[y].done and self.late.get(y) != q:
                     return f"the children of {self.who(y)} must pass it first"
             return None
         return cond
