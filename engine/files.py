@@ -1,14 +1,16 @@
-"""File descriptors of plain files, directories, devices, O_PATH fds and pipes, plus cwd,
-root and umask: dump from /proc/PID/{fd,fdinfo}, restore by remote open/dup3/lseek in the
-task (pipes are made by the restorer and handed over: engine.pipes; files and directories
+"""File descriptors of plain files, directories, devices, O_PATH fds, pipes, memfds, pidfds
+and namespace fds, plus cwd, root and umask: dump from /proc/PID/{fd,fdinfo}, restore by
+remote open/dup3/lseek in the task (pipes, memfds, pidfds and namespace fds are made by the
+restorer and handed over: engine.pipes, engine.memfd, engine.kernfds; files and directories
 removed while held: engine.removed)."""
 from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 
 from engine.errors import CkptError, Unsupported
-from engine import pipes, proc, removed
+from engine import kernfds, memfd, pipes, proc, removed
 from engine.handover import Handover
 from engine.images.files_pb2 import Fd, Files, PipeData
 from engine.mm import Layout, open_in
@@ -65,8 +67,13 @@ def dump(pid: int, pipe_data: dict[int, PipeData]) -> Files:
             out.fds.append(entry)
             continue
         if not link.startswith("/"):
-            raise Unsupported(f"pid {pid}: fd {fd} is {link}")
-        out.fds.append(_dump_path_fd(pid, fd, link, live))
+            kernel = kernfds.dump(pid, fd, link)
+            if kernel is None:
+                raise Unsupported(f"pid {pid}: fd {fd} is {link}")
+            out.fds.append(kernel)
+            continue
+        mem = memfd.fd_entry(pid, fd, link, _fdinfo(pid, fd)) if link.startswith(memfd.PREFIX) else None
+        out.fds.append(mem or _dump_path_fd(pid, fd, link, live))
     _mark_dups(pid, out)
     return out
 
@@ -122,15 +129,25 @@ def _mark_dups(pid: int, files: Files) -> None:
             e.fd, e.cloexec, e.dup, e.dup_of = fd, cloexec, True, first[fd]
 
 
-def restore(t: Tracee, lay: Layout, files: Files, made: pipes.Pipes, hand: Handover) -> None:
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """What the restorer made for the tasks' fds: pipe ends, memfds, and the restored pids
+    (dumped pid -> pid as the restorer sees it) pidfds point at."""
+
+    pipes: pipes.Pipes
+    memfds: memfd.Memfds
+    pids: dict[int, int]
+
+
+def restore(t: Tracee, lay: Layout, files: Files, src: Sources, hand: Handover) -> None:
     """Close the stub's fds and open the dumped ones at their numbers, positions and flags;
-    pipe ends come from the restorer's pipes."""
+    pipe ends, memfds, pidfds and namespace fds come from the restorer."""
     keep = hand.keep(max((e.fd for e in files.fds), default=0) + 1)  # above fd 0: two ranges
     t.call("close_range", lib.SYS_close_range, 0, keep - 1, 0)
     t.call("close_range", lib.SYS_close_range, keep + 1, 0xFFFFFFFF, 0)
     temps = removed.Temporary()  # one name per removed file, however many fds open it
     try:
-        _open_all(t, lay, files, temps, made, hand)
+        _open_all(t, lay, files, temps, src, hand)
     finally:
         temps.remove()
     hand.close()
@@ -140,7 +157,7 @@ def restore(t: Tracee, lay: Layout, files: Files, made: pipes.Pipes, hand: Hando
 O_TMPFILE = 0o20200000  # __O_TMPFILE | O_DIRECTORY (uapi asm-generic/fcntl.h)
 
 
-def _open_all(t: Tracee, lay: Layout, files: Files, temps: removed.Temporary, made: pipes.Pipes,
+def _open_all(t: Tracee, lay: Layout, files: Files, temps: removed.Temporary, src: Sources,
               hand: Handover) -> None:
     """Every fd at its number: a dup shares the description of the fd it copies."""
     for e in files.fds:
@@ -148,13 +165,18 @@ def _open_all(t: Tracee, lay: Layout, files: Files, temps: removed.Temporary, ma
             t.call(f"dup3({e.dup_of}, {e.fd})", lib.SYS_dup3, e.dup_of, e.fd, os.O_CLOEXEC if e.cloexec else 0)
             continue
         if e.pipe:
-            got = hand.give(made.end(e))  # close-on-exec, as pidfd_getfd makes it
-            if got != e.fd:
-                t.call(f"dup3({got}, {e.fd})", lib.SYS_dup3, got, e.fd, os.O_CLOEXEC if e.cloexec else 0)
-                t.call(f"close({got})", lib.SYS_close, got)
-            elif not e.cloexec:
-                t.call(f"fcntl({e.fd}, F_SETFD)", lib.SYS_fcntl, e.fd, 2, 0)  # F_SETFD, no FD_CLOEXEC
+            _place(t, e, hand.give(src.pipes.end(e)))
             t.call(f"fcntl({e.fd}, F_SETFL)", lib.SYS_fcntl, e.fd, 4, e.flags)  # F_SETFL: O_NONBLOCK...
+            continue
+        if e.memfd:
+            _place(t, e, src.memfds.give(hand, (e.dev, e.ino), e.flags, e.pos))
+            continue
+        if e.HasField("kernel"):
+            ours = kernfds.open_ours(e, t.pid, src.pids)
+            try:
+                _place(t, e, hand.give(ours))
+            finally:
+                os.close(ours)
             continue
         if e.unlinked and e.link:
             temps.link(e)
@@ -171,6 +193,16 @@ def _open_all(t: Tracee, lay: Layout, files: Files, temps: removed.Temporary, ma
             t.call(f"fcntl({e.fd}, F_SETFD)", lib.SYS_fcntl, e.fd, 2, 0)  # F_SETFD, no FD_CLOEXEC
         if e.pos and not stat.S_ISCHR(e.mode) and not e.flags & O_PATH:
             t.call(f"lseek({e.fd})", lib.SYS_lseek, e.fd, e.pos, os.SEEK_SET)
+
+
+def _place(t: Tracee, e: Fd, got: int) -> None:
+    """Move an fd handed to the task (close-on-exec, at some free number) to its dumped number
+    and close-on-exec flag."""
+    if got != e.fd:
+        t.call(f"dup3({got}, {e.fd})", lib.SYS_dup3, got, e.fd, os.O_CLOEXEC if e.cloexec else 0)
+        t.call(f"close({got})", lib.SYS_close, got)
+    elif not e.cloexec:
+        t.call(f"fcntl({e.fd}, F_SETFD)", lib.SYS_fcntl, e.fd, 2, 0)  # F_SETFD, no FD_CLOEXEC
 
 
 def _cwd_root(t: Tracee, lay: Layout, files: Files) -> None:

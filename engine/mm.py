@@ -13,7 +13,7 @@ from typing import Iterator
 
 from engine.calls import Calls
 from engine.handover import Handover
-from engine import images, proc
+from engine import images, memfd, proc
 from engine.errors import CkptError, Unsupported
 from engine.images.mm_pb2 import Mm, PageRun, Vma
 from engine.ptrace import Tracee
@@ -42,9 +42,14 @@ def _anon_shared(vma: Vma) -> bool:
     return vma.perms[3] == "s" and (vma.path == "" or vma.path.startswith("/dev/zero"))
 
 
+def _by_path(vma: Vma) -> bool:
+    """Areas of a file reopened by its path at restore (a memfd is made again instead)."""
+    return vma.path.startswith("/") and not _anon_shared(vma) and not vma.memfd
+
+
 def _stored(vma: Vma) -> bool:
     """Private areas and anonymous shared ones hold contents only memory has; a shared file
-    area's contents are in its file."""
+    area's contents are in its file (a memfd's in its own pages file)."""
     if vma.path in KERNEL_AREAS:
         return False
     return vma.perms[3] == "p" or not vma.path.startswith("/") or vma.path.startswith("/dev/zero")
@@ -119,12 +124,11 @@ def dump(t: Tracee, out: Path) -> tuple[Mm, list[PageRun]]:
     ours = t.kept_scratch()
     vmas = [Vma(start=v.start, end=v.end, perms=v.perms, pgoff=v.pgoff, path=v.path, vmflags=v.vmflags,
                 inode=v.inode) for v in proc.vmas(pid) if (v.start, v.end) != ours]
+    memfds = memfd.dump(pid, vmas, out)
     for v in vmas:
         if v.path.startswith("/SYSV"):
             raise Unsupported(f"pid {pid}: SysV shared memory attached at {v.start:#x}")
-        if v.path.startswith("/memfd:"):
-            raise Unsupported(f"pid {pid}: mapping of a memfd ({v.path})")
-        if v.path.endswith(" (deleted)") and not _anon_shared(v):
+        if v.path.endswith(" (deleted)") and not _anon_shared(v) and not v.memfd:
             raise Unsupported(f"pid {pid}: mapping of a deleted file ({v.path})")
     f = proc.stat_fields(pid)
 
@@ -136,7 +140,8 @@ def dump(t: Tracee, out: Path) -> tuple[Mm, list[PageRun]]:
     mm = Mm(pid=pid, vmas=vmas, start_code=field(26), end_code=field(27), start_stack=field(28),
             start_data=field(45), end_data=field(46), start_brk=field(47), arg_start=field(48),
             arg_end=field(49), env_start=field(50), env_end=field(51),
-            brk=t.call("brk(0)", lib.SYS_brk, 0), auxv=auxv, exe=os.readlink(f"/proc/{pid}/exe"))
+            brk=t.call("brk(0)", lib.SYS_brk, 0), auxv=auxv, exe=os.readlink(f"/proc/{pid}/exe"),
+            memfds=memfds)
     runs: list[PageRun] = []
     pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
     mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
@@ -244,9 +249,11 @@ class SharedAnon:
     """Anonymous shared memory objects of one restore, by the inode they had at dump: the
     first task that maps one makes it, as large as every area of it needs (an area split by
     mprotect or shrunk by mremap maps it at an offset), and every area, in that task or
-    another, maps it through /proc/PID/map_files, so tasks share it again."""
+    another, maps it through /proc/PID/map_files, so tasks share it again. The restore's
+    memfds come along (engine.memfd)."""
 
     def __init__(self, mms: list[Mm]) -> None:
+        self.memfds = memfd.Memfds(mms)
         self.size: dict[int, int] = {}
         for m in mms:
             for v in m.vmas:
@@ -280,15 +287,16 @@ def _give_area(hand: Handover, pid: int, start: int, end: int) -> int:
 def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon, hand: Handover) -> None:
     """Map every dumped area but the kernel's, at its address, with its prot and backing: the
     files opened in one batch, the areas mapped, advised and named in another (each at its own
-    fixed address, so their order does not matter); shared anonymous ones one by one."""
+    fixed address, so their order does not matter); shared anonymous ones one by one; memfds
+    through fds the restorer hands over (engine.memfd), sealed once mapped."""
     areas = [v for v in mm.vmas if v.path not in KERNEL_AREAS]
-    files = sorted({(v.path, v.perms[3] == "s" and v.perms[1] == "w") for v in areas
-                    if v.path.startswith("/") and not _anon_shared(v)})
+    files = sorted({(v.path, v.perms[3] == "s" and v.perms[1] == "w") for v in areas if _by_path(v)})
     opening = Calls(t, lay.scratch, lay.size)
     for path, writes in files:
         at = opening.put(path.encode() + b"\0")
         opening.add(f"open({path})", lib.SYS_open, at, (os.O_RDWR if writes else os.O_RDONLY) | os.O_CLOEXEC, 0)
     fds = dict(zip(files, opening.run()))
+    given: list[int] = []  # fds of memfds handed over for their areas
     try:
         mapping = Calls(t, lay.scratch, lay.size)
         for v in areas:
@@ -300,9 +308,13 @@ def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon, hand: Ha
                 flags |= lib.MAP_GROWSDOWN
             if "nr" in vmflags:
                 flags |= MAP_NORESERVE
-            if v.path.startswith("/") and not _anon_shared(v):
+            if _by_path(v):
                 fd = fds[(v.path, shared and v.perms[1] == "w")]
                 mapping.add(f"mmap({v.path})", lib.SYS_mmap, v.start, size, prot, flags, fd, v.pgoff)
+            elif v.memfd:
+                given.append(shared_anon.memfds.area(hand, v))
+                mapping.add(f"mmap({v.path} at {v.start:#x})", lib.SYS_mmap, v.start, size, prot, flags,
+                            given[-1], v.pgoff)
             elif _anon_shared(v) and v.inode:
                 mapping.run()  # its object may be an area of this task queued above
                 fd = shared_anon.open(t, v, hand)
@@ -324,8 +336,11 @@ def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon, hand: Ha
                             v.start, size, at)
         mapping.run()
     finally:
-        if fds:
-            t.batch([(lib.SYS_close, fd) for fd in fds.values()], must=False)
+        if fds or given:
+            t.batch([(lib.SYS_close, fd) for fd in [*fds.values(), *given]], must=False)
+    for v in areas:
+        if v.memfd:
+            shared_anon.memfds.mapped(v)
 
 
 def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> None:
@@ -407,6 +422,7 @@ def _set_mm(t: Tracee, lay: Layout, mm: Mm) -> None:
 def restore(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path, shared_anon: SharedAnon,
             hand: Handover) -> None:
     """Rebuild the address space in the prepared stub: areas, contents, locks, mm fields."""
+    shared_anon.memfds.make(mm, pages.parent)
     _map_areas(t, lay, mm, shared_anon, hand)
     if runs:
         _fill(t, lay, mm, runs, pages)

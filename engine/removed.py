@@ -12,6 +12,7 @@ import errno
 import os
 import stat
 from pathlib import Path
+from typing import Iterator
 
 from engine.errors import CkptError, Unsupported
 from engine.images.files_pb2 import Extent, Fd, RemovedDir
@@ -37,24 +38,34 @@ def extents(path: str, size: int, what: str) -> list[Extent]:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         out: list[Extent] = []
-        off = stored = 0
-        while off < size:
-            try:
-                start = os.lseek(fd, off, os.SEEK_DATA)
-            except OSError as e:
-                if e.errno == errno.ENXIO:  # only a hole from `off` to the end
-                    break
-                raise
-            # A file system without hole tracking reports one run: the whole file.
-            end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        stored = 0
+        for start, end in data_runs(fd, size):
             stored += end - start
             if stored > GHOST_MAX:
                 raise Unsupported(f"{what}: unlinked file with more than {GHOST_MAX} bytes of data")
             out.append(Extent(offset=start, data=_pread(fd, end - start, start)))
-            off = end
         return out
     finally:
         os.close(fd)
+
+
+def data_runs(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each run of data of an open file up to `size`, in order: holes are
+    left out (lseek(2) SEEK_DATA/SEEK_HOLE). Moves the fd's offset."""
+    off = 0
+    while off < size:
+        try:
+            start = os.lseek(fd, off, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # only a hole from `off` to the end
+                return
+            raise
+        # A file system without hole tracking reports one run: the whole file.
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        if end <= start:  # the file shrank under us
+            return
+        yield start, end
+        off = end
 
 
 def _pread(fd: int, n: int, off: int) -> bytes:

@@ -106,7 +106,7 @@ def load(directory: Path) -> tuple[list[int], dict[int, TaskImages], Table]:
     return list(inv.roots), tasks, table
 
 
-def _rebuild(t: Tracee, img: TaskImages, made: Pipes, shared_anon: mm.SharedAnon, own: int) -> list[Tracee]:
+def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.SharedAnon, own: int) -> list[Tracee]:
     """Turn the stub into the dumped task (`own`: the pidfd of us it inherited); return its
     other threads (stopped, traced)."""
     core = img.core
@@ -114,7 +114,7 @@ def _rebuild(t: Tracee, img: TaskImages, made: Pipes, shared_anon: mm.SharedAnon
     cpu.unregister_rseq(t)
     lay = mm.prepare(t, img.mm)
     mm.restore(t, lay, img.mm, img.runs, img.pages, shared_anon, hand)
-    files.restore(t, lay, img.files, made, hand)  # sessions and groups: the plan made them
+    files.restore(t, lay, img.files, src, hand)  # sessions and groups: the plan made them
     threads.set_name(t, lay, core.comm)
     signals.restore(t, lay, core)
     # Threads before the parts: creating one with its tid needs privileges creds may drop;
@@ -200,6 +200,7 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
     traced: list[Tracee] = []
     leaders: dict[int, Tracee] = {}
     shared_anon = mm.SharedAnon([img.mm for img in tasks.values()])
+    src = files.Sources(made, shared_anon.memfds, pids)
     try:
         for pid, row in table.rows.items():
             if not row.zombie:
@@ -211,7 +212,7 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
             namespaces.restore(leaders[n.creator], n)
         threads_of: dict[int, list[Tracee]] = {}
         for pid, t in leaders.items():
-            threads_of[pid] = _rebuild(t, tasks[pid], made, shared_anon, own)
+            threads_of[pid] = _rebuild(t, tasks[pid], src, shared_anon, own)
             traced += threads_of[pid]
         # Every task is whole before any runs again; a stopped one gets its stop signal
         # queued first, so it stops again before it runs a single instruction of its own.

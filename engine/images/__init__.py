@@ -8,6 +8,9 @@ File grammar (all integers little-endian):
     pages-PID.img := page[4096]*                   (raw, no header: the pages of the runs of
                                                     the task's PageMap entry, in order; absent
                                                     and zero pages are not stored)
+    pages-memfd-DEV-INO.img := page[4096]*         (raw: one memfd's data, the runs of its
+                                                    Memfd entry in order, written once per dump
+                                                    however many tasks hold it)
 
 Files of a checkpoint directory: inventory.img (one Inventory), tree.img (one Tree: every
 task, live or zombie, parents first), pipes.img (PipeData entries: queued pipe contents),

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Fd(_message.Message):
-    __slots__ = ("fd", "cloexec", "path", "flags", "pos", "mode", "unlinked", "dup", "dup_of", "pipe", "size", "extents", "link")
+    __slots__ = ("fd", "cloexec", "path", "flags", "pos", "mode", "unlinked", "dup", "dup_of", "pipe", "size", "extents", "link", "kernel", "memfd", "dev", "ino")
     FD_FIELD_NUMBER: _ClassVar[int]
     CLOEXEC_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,10 @@ class Fd(_message.Message):
     SIZE_FIELD_NUMBER: _ClassVar[int]
     EXTENTS_FIELD_NUMBER: _ClassVar[int]
     LINK_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    MEMFD_FIELD_NUMBER: _ClassVar[int]
+    DEV_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
     fd: int
     cloexec: bool
     path: str
@@ -34,7 +38,23 @@ class Fd(_message.Message):
     size: int
     extents: _containers.RepeatedCompositeFieldContainer[Extent]
     link: str
-    def __init__(self, fd: _Optional[int] = ..., cloexec: _Optional[bool] = ..., path: _Optional[str] = ..., flags: _Optional[int] = ..., pos: _Optional[int] = ..., mode: _Optional[int] = ..., unlinked: _Optional[bool] = ..., dup: _Optional[bool] = ..., dup_of: _Optional[int] = ..., pipe: _Optional[int] = ..., size: _Optional[int] = ..., extents: _Optional[_Iterable[_Union[Extent, _Mapping]]] = ..., link: _Optional[str] = ...) -> None: ...
+    kernel: KernelFd
+    memfd: bool
+    dev: int
+    ino: int
+    def __init__(self, fd: _Optional[int] = ..., cloexec: _Optional[bool] = ..., path: _Optional[str] = ..., flags: _Optional[int] = ..., pos: _Optional[int] = ..., mode: _Optional[int] = ..., unlinked: _Optional[bool] = ..., dup: _Optional[bool] = ..., dup_of: _Optional[int] = ..., pipe: _Optional[int] = ..., size: _Optional[int] = ..., extents: _Optional[_Iterable[_Union[Extent, _Mapping]]] = ..., link: _Optional[str] = ..., kernel: _Optional[_Union[KernelFd, _Mapping]] = ..., memfd: _Optional[bool] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ...) -> None: ...
+
+class KernelFd(_message.Message):
+    __slots__ = ("pidfd_pid", "ns", "ns_ours", "ns_pid")
+    PIDFD_PID_FIELD_NUMBER: _ClassVar[int]
+    NS_FIELD_NUMBER: _ClassVar[int]
+    NS_OURS_FIELD_NUMBER: _ClassVar[int]
+    NS_PID_FIELD_NUMBER: _ClassVar[int]
+    pidfd_pid: int
+    ns: str
+    ns_ours: bool
+    ns_pid: int
+    def __init__(self, pidfd_pid: _Optional[int] = ..., ns: _Optional[str] = ..., ns_ours: _Optional[bool] = ..., ns_pid: _Optional[int] = ...) -> None: ...
 
 class Extent(_message.Message):
     __slots__ = ("offset", "data")
