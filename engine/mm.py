@@ -84,7 +84,7 @@ class _LazyFile:
         self.path = path
         self.fd = -1
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if self.fd < 0:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         view = memoryview(data)
@@ -97,7 +97,33 @@ class _LazyFile:
             self.fd = -1
 
 
-def _dump_pages(vma: Vma, pagemap: int, mem: int, pages: _LazyFile) -> list[PageRun]:
+class _Reader:
+    """Reads a task's memory: process_vm_readv into one reused buffer where the area is
+    readable (about four times the rate of /proc/PID/mem here, which copies page by page),
+    /proc/PID/mem where it is not (it may read what the task cannot)."""
+
+    CHUNK = 8 << 20
+
+    def __init__(self, pid: int, mem: int) -> None:
+        self.pid, self.mem = pid, mem
+        self.buf = ffi.new("char[]", self.CHUNK)
+        self.local = ffi.new("struct iovec *", {"iov_base": self.buf, "iov_len": self.CHUNK})
+        self.remote = ffi.new("struct iovec *")
+
+    def read(self, vma: Vma, addr: int, n: int) -> bytes | memoryview:
+        """n bytes (n <= CHUNK) at addr of the area; valid until the next read."""
+        if vma.perms[0] == "r":
+            self.local.iov_len = self.remote.iov_len = n
+            self.remote.iov_base = ffi.cast("void *", addr)
+            if lib.process_vm_readv(self.pid, self.local, 1, self.remote, 1, 0) == n:
+                return memoryview(ffi.buffer(self.buf, n))
+        data = os.pread(self.mem, n, addr)  # unreadable for the task, or a short copy: the slow way
+        if len(data) != n:
+            raise CkptError(f"short read of {n} bytes at {addr:#x} from /proc/PID/mem")
+        return data
+
+
+def _dump_pages(vma: Vma, pagemap: int, reader: _Reader, pages: _LazyFile) -> list[PageRun]:
     """Store the pages of one area that memory alone holds; return their runs in file order.
     Zero pages (the kernel's shared zero page) are not stored; in a private file area neither
     are pages still shared with the page cache (the file has them)."""
@@ -105,12 +131,8 @@ def _dump_pages(vma: Vma, pagemap: int, mem: int, pages: _LazyFile) -> list[Page
     for start, end, cat in _regions(pagemap, vma.start, vma.end):
         if cat & lib.PAGE_IS_PFNZERO or (_file_private(vma) and cat & lib.PAGE_IS_FILE):
             continue
-        for off in range(start, end, 8 << 20):
-            n = min(8 << 20, end - off)
-            data = os.pread(mem, n, off)
-            if len(data) != n:
-                raise CkptError(f"short read of {n} bytes at {off:#x} from /proc/PID/mem")
-            pages.write(data)
+        for off in range(start, end, reader.CHUNK):
+            pages.write(reader.read(vma, off, min(reader.CHUNK, end - off)))
         if runs and runs[-1].vaddr + runs[-1].nr_pages * PAGE == start:
             runs[-1].nr_pages += (end - start) // PAGE
         else:
@@ -146,10 +168,11 @@ def dump(t: Tracee, out: Path) -> tuple[Mm, list[PageRun]]:
     pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
     mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
     pages = _LazyFile(images.pages_path(out, pid))
+    reader = _Reader(pid, mem)
     try:
         for vma in vmas:
             if _stored(vma):
-                runs += _dump_pages(vma, pagemap, mem, pages)
+                runs += _dump_pages(vma, pagemap, reader, pages)
     finally:
         pages.close()
         os.close(pagemap)
