@@ -99,28 +99,37 @@ class _LazyFile:
 
 class _Reader:
     """Reads a task's memory: process_vm_readv into one reused buffer where the area is
-    readable (about four times the rate of /proc/PID/mem here, which copies page by page),
-    /proc/PID/mem where it is not (it may read what the task cannot)."""
+    readable and every page is mapped by this task alone (about four times the rate of
+    /proc/PID/mem here, which copies page by page); /proc/PID/mem elsewhere, as it may read
+    what the task cannot. process_vm_readv pins the pages (FOLL_PIN), and pinning an anonymous
+    page shared copy-on-write makes the kernel unshare it first: a dump that leaves the task
+    running would have broken its sharing with its parent or children."""
 
     CHUNK = 8 << 20
 
-    def __init__(self, pid: int, mem: int) -> None:
-        self.pid, self.mem = pid, mem
+    def __init__(self, pid: int, mem: int, pagemap: int) -> None:
+        self.pid, self.mem, self.pagemap = pid, mem, pagemap
         self.buf = ffi.new("char[]", self.CHUNK)
         self.local = ffi.new("struct iovec *", {"iov_base": self.buf, "iov_len": self.CHUNK})
         self.remote = ffi.new("struct iovec *")
 
     def read(self, vma: Vma, addr: int, n: int) -> bytes | memoryview:
         """n bytes (n <= CHUNK) at addr of the area; valid until the next read."""
-        if vma.perms[0] == "r":
+        if vma.perms[0] == "r" and self._exclusive(addr, n):
             self.local.iov_len = self.remote.iov_len = n
             self.remote.iov_base = ffi.cast("void *", addr)
             if lib.process_vm_readv(self.pid, self.local, 1, self.remote, 1, 0) == n:
                 return memoryview(ffi.buffer(self.buf, n))
-        data = os.pread(self.mem, n, addr)  # unreadable for the task, or a short copy: the slow way
+        data = os.pread(self.mem, n, addr)  # unreadable, shared, or a short copy: the slow way
         if len(data) != n:
             raise CkptError(f"short read of {n} bytes at {addr:#x} from /proc/PID/mem")
         return data
+
+
+    def _exclusive(self, addr: int, n: int) -> bool:
+        """Whether every page of [addr, addr + n) is mapped by this task alone (pagemap bit 56)."""
+        raw = os.pread(self.pagemap, n // PAGE * 8, addr // PAGE * 8)
+        return all(e >> 56 & 1 for e in memoryview(raw).cast("Q"))
 
 
 def _dump_pages(vma: Vma, pagemap: int, reader: _Reader, pages: _LazyFile) -> list[PageRun]:
@@ -168,7 +177,7 @@ def dump(t: Tracee, out: Path) -> tuple[Mm, list[PageRun]]:
     pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
     mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
     pages = _LazyFile(images.pages_path(out, pid))
-    reader = _Reader(pid, mem)
+    reader = _Reader(pid, mem, pagemap)
     try:
         for vma in vmas:
             if _stored(vma):

@@ -241,8 +241,11 @@ def test_the_executors_children_become_the_small_stub_and_fork_from_it() -> None
 
 
 def _free_pid(skip: int = 0) -> int:
-    """A pid no task has now, well above the ones in use."""
-    pid = int(Path("/proc/sys/kernel/ns_last_pid").read_text()) + 5000 + skip
-    while os.path.exists(f"/proc/{pid}"):
+    """A pid no task has now, away from the ones handed out next (wrapping at pid_max)."""
+    top = int(Path("/proc/sys/kernel/pid_max").read_text())
+    pid = int(Path("/proc/sys/kernel/ns_last_pid").read_text()) + top // 4 + 2 * skip
+    while True:
+        pid = 300 + (pid - 300) % (top - 300)  # the kernel hands out no pid below 300 after a wrap
+        if not os.path.exists(f"/proc/{pid}"):
+            return pid
         pid += 2
-    return pid
