@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 
-def dump(roots: list[int], images: Path, leave_running: bool = False) -> None:
-    """Checkpoint the trees of `roots` into the empty directory `images`."""
+def dump(roots: Sequence[int], images: Path, leave_running: bool = False, *,
+         cgroup: str | Path | None = None) -> list[int]:
+    """Checkpoint the trees of `roots` into the empty directory `images`; or, with roots empty,
+    every task of a cgroup v2 directory and its descendants (`cgroup`: absolute, or relative to
+    the cgroup2 mount): the roots are its tasks with no ancestor in it, and each is dumped with
+    its whole tree. The roots dumped, in image order."""
     from engine.dumper import dump as _dump
 
-    _dump(roots, images, leave_running)
+    return _dump(roots, images, leave_running, cgroup)
 
 
 def restore(images: Path, planner: str | None = None, new_pidns: bool = False) -> list[int]:

@@ -57,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("check", help="probe the kernel interfaces the engine uses")
     d = sub.add_parser("dump", help="checkpoint tasks into a directory")
-    d.add_argument("-t", "--tree", type=_pids, required=True, metavar="PID[,PID...]")
+    d.add_argument("-t", "--tree", type=_pids, metavar="PID[,PID...]", help="the roots of the trees to dump")
+    d.add_argument("--cgroup", metavar="PATH",
+                   help="dump every task of this cgroup v2 directory and its descendants, each with its whole "
+                        "tree (PATH absolute, or relative to the cgroup2 mount); not with -t")
     d.add_argument("-D", "--images-dir", type=Path, required=True, metavar="DIR")
     d.add_argument("--leave-running", action="store_true")
     d.add_argument("-v", "--verbose", action="store_true")
@@ -80,9 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "dump":
             from engine import dump
 
-            dump(args.tree, args.images_dir, args.leave_running)
+            if args.tree and args.cgroup is not None:
+                raise CkptError("-t and --cgroup exclude each other: give one")
+            if not args.tree and args.cgroup is None:
+                raise CkptError("dump what? give -t PID[,PID...] or --cgroup PATH")
+            roots = dump(args.tree or [], args.images_dir, args.leave_running, cgroup=args.cgroup)
             if args.verbose:
-                print(f"dumped {','.join(map(str, args.tree))} into {args.images_dir}")
+                print(f"dumped {','.join(map(str, roots))} into {args.images_dir}")
             return 0
         if args.cmd == "restore":
             return _restore(args.images_dir, args.detach, args.planner, args.new_pidns)

@@ -1,10 +1,12 @@
-"""Dump of process trees: every task of every root frozen first (engine.tree), then each
-live task's identity, CPU, memory, signals, files and parts, one module per kind of state."""
+"""Dump of process trees: every task of every root (or of a cgroup) frozen first
+(engine.tree), then each live task's identity, CPU, memory, signals, files and parts, one
+module per kind of state."""
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
+from typing import Sequence
 
 from google.protobuf.message import Message
 
@@ -55,6 +57,19 @@ def _refuse(pid: int) -> None:
     proc.stat(pid)  # ProcessGone for a pid that does not exist
 
 
+def _refuse_cgroup(cgroup: Path) -> None:
+    """A cgroup this engine must not dump (empty, or holding us): one clear reason."""
+    members = tree.cgroup_members(cgroup)
+    if not members:
+        raise CkptError(f"cgroup {cgroup} holds no task")
+    me = os.getpid()
+    if me in members:
+        raise CkptError(f"cgroup {cgroup} holds the dumping process itself (pid {me})")
+    held = sorted(members & _ancestors(me))
+    if held:
+        raise CkptError(f"cgroup {cgroup} holds pid {held[0]}, an ancestor of the dumping process")
+
+
 def _ancestors(pid: int) -> set[int]:
     out: set[int] = set()
     while pid > 1:
@@ -63,14 +78,14 @@ def _ancestors(pid: int) -> set[int]:
     return out
 
 
-def _freeze(roots: list[int]) -> tree.Frozen:
+def _freeze(roots: list[int], cgroup: Path | None) -> tree.Frozen:
     """Freeze the trees; a task caught in vfork makes us let all go for a moment and retry
     (its child may need a task we froze to get on)."""
     attempt = 0
     while True:
         frozen = tree.Frozen()
         try:
-            tree.freeze(roots, frozen)
+            tree.freeze(roots, frozen, cgroup)
             return frozen
         except BaseException as e:
             tree.let_go(frozen.traced, strict=False)
@@ -80,29 +95,45 @@ def _freeze(roots: list[int]) -> tree.Frozen:
         time.sleep(0.01 * attempt)
 
 
-def dump(roots: list[int], out: Path, leave_running: bool = False) -> None:
-    """Checkpoint the trees of these roots into the empty (or new) directory `out`; kill
-    them afterwards unless leave_running. A failed dump leaves every task running as it was."""
+def dump(roots: Sequence[int], out: Path, leave_running: bool = False, cgroup: str | Path | None = None) -> list[int]:
+    """Checkpoint the trees of these roots, or of the topmost tasks of a cgroup v2 directory
+    (absolute, or relative to the cgroup2 mount), into the empty (or new) directory `out`;
+    kill them afterwards unless leave_running. The roots dumped, in image order. A failed dump
+    leaves every task running as it was."""
+    where = _scope(list(roots), cgroup)
     with pinned():
-        _dump(roots, out, leave_running)
+        return _dump(list(roots), where, out, leave_running)
 
 
-def _dump(roots: list[int], out: Path, leave_running: bool) -> None:
+def _scope(roots: list[int], cgroup: str | Path | None) -> Path | None:
+    """Check what the caller named (roots, or a cgroup: exactly one); the cgroup's directory."""
+    if cgroup is not None and roots:
+        raise CkptError("give root pids or a cgroup, not both")
+    if cgroup is None:
+        if not roots:
+            raise CkptError("no root pid given")
+        if len(set(roots)) != len(roots):
+            raise CkptError(f"a root is given twice: {','.join(map(str, roots))}")
+        for pid in roots:
+            _refuse(pid)
+        return None
+    where = tree.cgroup_dir(cgroup)
+    _refuse_cgroup(where)
+    return where
+
+
+def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool) -> list[int]:
     if out.exists() and any(out.iterdir()):
         raise CkptError(f"{out}: the image directory is not empty")
-    if len(set(roots)) != len(roots):
-        raise CkptError(f"a root is given twice: {','.join(map(str, roots))}")
-    for pid in roots:
-        _refuse(pid)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     frozen = tree.Frozen()
     try:
         # Every task is stopped before any is read, and stays stopped until all are written.
-        frozen = _freeze(roots)
+        frozen = _freeze(roots, cgroup)
         made = namespaces.dump(frozen)  # before the table: it sets the entries' ns_flags
         stops.mark(frozen)  # before the table too: it sets stop_collected
-        table = frozen.table(roots)
+        table = frozen.table()
         pipe_data: dict[int, PipeData] = {}
         per_task: dict[str, list[Message]] = {k.name: [] for k in images.KINDS.values() if k.per_task}
         for task in frozen.tasks.values():
@@ -114,7 +145,7 @@ def _dump(roots: list[int], out: Path, leave_running: bool) -> None:
         images.write(images.path_of(out, "pipes"), "pipes", list(pipe_data.values()))
         images.write(images.path_of(out, "ns"), "ns", [made])
         live = [pid for pid, task in frozen.tasks.items() if task.leader is not None]
-        inv = Inventory(engine_version=VERSION, kernel=os.uname().release, roots=roots, pids=live,
+        inv = Inventory(engine_version=VERSION, kernel=os.uname().release, roots=frozen.roots, pids=live,
                         kinds=sorted(images.KINDS))
         images.write(images.path_of(out, "inventory"), "inventory", [inv])
     except BaseException:
@@ -129,3 +160,4 @@ def _dump(roots: list[int], out: Path, leave_running: bool) -> None:
     else:
         # Still stopped: they never run again.
         tree.kill(frozen.traced)
+    return frozen.roots
