@@ -97,21 +97,31 @@ static void plan_bump(int *word)
 	plan_futex_wake(word);
 }
 
+/* Decimal text of n into buf (at least 12 bytes); raw, for a fork of the interpreter. */
+static void plan_itoa(char *buf, int n)
+{
+	char digits[12];
+	int len = 0, i = 0;
+
+	do {
+		digits[len++] = (char)('0' + n % 10);
+		n /= 10;
+	} while (n);
+	while (len)
+		buf[i++] = digits[--len];
+	buf[i] = 0;
+}
+
 /* Whether task `pid` (as we see it) is a zombie or gone: /proc/PID/stat, read raw. */
 static int plan_dead(int pid)
 {
-	char path[32] = "/proc/", digits[12], buf[512];
-	int n = 0, i = 6, fd;
+	char path[32] = "/proc/", buf[512];
+	int fd;
 	long len;
 	char *p;
 
-	do {
-		digits[n++] = (char)('0' + pid % 10);
-		pid /= 10;
-	} while (pid);
-	while (n)
-		path[i++] = digits[--n];
-	memcpy(path + i, "/stat", 6);
+	plan_itoa(path + 6, pid);
+	memcpy(path + strlen(path), "/stat", 6);
 	fd = (int)syscall(SYS_open, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 1;
@@ -239,21 +249,6 @@ static long plan_clone(struct ckpt_plan_actor *child, int clone_parent)
 }
 
 static void plan_actor(struct ckpt_plan_shared *s, int me);
-
-/* Decimal text of n into buf (at least 12 bytes); raw, for a fork of the interpreter. */
-static void plan_itoa(char *buf, int n)
-{
-	char digits[12];
-	int len = 0, i = 0;
-
-	do {
-		digits[len++] = (char)('0' + n % 10);
-		n /= 10;
-	} while (n);
-	while (len)
-		buf[i++] = digits[--len];
-	buf[i] = 0;
-}
 
 /* A child of the caller becomes the stub program, as actor `me`; if the exec fails it goes
  * on here (slower to empty at restore, the same tree). */
