@@ -110,9 +110,12 @@ def vmas(pid: int) -> list[Area]:
     out: list[Area] = []
     head: list[str] | None = None
     for line in _read(pid, "smaps").splitlines():
-        first = line.split(maxsplit=5)
-        if "-" in first[0] and len(first) >= 5 and not first[0].endswith(":"):
-            head = first
+        # Field lines ("Rss:", "VmFlags:"...) start with a capital letter, area lines with a
+        # hex digit in lower case: most lines are passed over without a split.
+        if not line[:1].isupper():
+            first = line.split(maxsplit=5)
+            if len(first) >= 5 and "-" in first[0]:
+                head = first
         elif line.startswith("VmFlags:") and head is not None:
             start, end = (int(x, 16) for x in head[0].split("-"))
             out.append(Area(start, end, head[1], int(head[2], 16), head[5].strip() if len(head) > 5 else "",
