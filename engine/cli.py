@@ -46,7 +46,7 @@ def _plan(directory: Path, planner: str | None) -> int:
     from engine import planners
     from engine.restorer import load
 
-    _, _, table = load(directory)
+    _, _, table, _ = load(directory)
     print(planners.make_plan(table, planner).render())
     return 0
 

@@ -23,23 +23,10 @@ MQUEUE_MAGIC = 0x19800202  # include/uapi/linux/magic.h
 O_PATH = 0o10000000  # uapi asm-generic/fcntl.h
 
 
-def _fdinfo(pid: int, fd: int) -> dict[str, str]:
-    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-        return dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
-
-
 def _same_file(pid: int, a: int, b: int) -> bool:
     """Whether two fds of the task share one open file description (kcmp(2) KCMP_FILE)."""
     return int(lib.syscall(lib.SYS_kcmp, ffi.cast("long", pid), ffi.cast("long", pid),
                            ffi.cast("long", KCMP_FILE), ffi.cast("long", a), ffi.cast("long", b))) == 0
-
-
-def _fs_type(path: str) -> int:
-    """The magic number of the file system a path (a /proc fd link, followed) is on."""
-    buf = ffi.new("struct statfs *")
-    if lib.statfs(path.encode(), buf) < 0:
-        raise CkptError(f"statfs({path}): {os.strerror(ffi.errno)}")
-    return int(buf.f_type)
 
 
 def _umask(pid: int) -> int:
@@ -59,7 +46,7 @@ def dump(pid: int, pipe_data: dict[int, PipeData]) -> Files:
     live = [x for x in links.values() if x.startswith("/") and not x.endswith(DELETED)]
     for fd, link in sorted(links.items()):
         if pipes.inode(link):
-            info = _fdinfo(pid, fd)
+            info = proc.fdinfo(pid, fd)
             flags = int(info["flags"], 8)
             entry = Fd(fd=fd, cloexec=bool(flags & os.O_CLOEXEC), path=link, flags=flags & ~os.O_CLOEXEC,
                        mode=os.stat(f"/proc/{pid}/fd/{fd}").st_mode)
@@ -72,7 +59,7 @@ def dump(pid: int, pipe_data: dict[int, PipeData]) -> Files:
                 raise Unsupported(f"pid {pid}: fd {fd} is {link}")
             out.fds.append(kernel)
             continue
-        mem = memfd.fd_entry(pid, fd, link, _fdinfo(pid, fd)) if link.startswith(memfd.PREFIX) else None
+        mem = memfd.fd_entry(pid, fd, link, proc.fdinfo(pid, fd)) if link.startswith(memfd.PREFIX) else None
         out.fds.append(mem or _dump_path_fd(pid, fd, link, live))
     _mark_dups(pid, out)
     return out
@@ -81,13 +68,13 @@ def dump(pid: int, pipe_data: dict[int, PipeData]) -> Files:
 def _dump_path_fd(pid: int, fd: int, link: str, live: list[str]) -> Fd:
     """An fd opened by a path (`live`: the task's fds' paths that still exist, for links)."""
     st = os.stat(f"/proc/{pid}/fd/{fd}")  # the open file itself: a symlink for O_PATH|O_NOFOLLOW
-    info = _fdinfo(pid, fd)
+    info = proc.fdinfo(pid, fd)
     flags = int(info["flags"], 8)
     opath = bool(flags & O_PATH)
     # An O_PATH fd is reopened by its path whatever it names: no I/O state to carry.
     if not opath and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISCHR(st.st_mode)):
         raise Unsupported(f"pid {pid}: fd {fd} is {link} (mode {st.st_mode:o})")
-    if not opath and _fs_type(f"/proc/{pid}/fd/{fd}") == MQUEUE_MAGIC:
+    if not opath and proc.fs_type(f"/proc/{pid}/fd/{fd}") == MQUEUE_MAGIC:
         raise Unsupported(f"pid {pid}: fd {fd} ({link}) is a POSIX message queue: not supported yet")
     entry = Fd(fd=fd, cloexec=bool(flags & os.O_CLOEXEC), path=link, flags=flags & ~os.O_CLOEXEC,
                pos=int(info["pos"]), mode=st.st_mode)

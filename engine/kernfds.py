@@ -22,11 +22,6 @@ NS_KINDS = ("cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "t
 O_PIDFD_FLAGS = os.O_NONBLOCK | os.O_EXCL  # PIDFD_NONBLOCK, PIDFD_THREAD: pidfd_open takes them
 
 
-def _fdinfo(pid: int, fd: int) -> dict[str, str]:
-    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-        return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in f if ":" in line)}
-
-
 def _ns_link(link: str) -> str | None:
     """The namespace type of a /proc fd link such as "pid:[4026531836]", else None."""
     head = link.split(":[", 1)[0]
@@ -36,7 +31,7 @@ def _ns_link(link: str) -> str | None:
 def dump(pid: int, fd: int, link: str) -> Fd | None:
     """The entry of fd `fd` of task `pid` if it is a pidfd or a namespace fd, else None."""
     if link.startswith(PIDFD_LINKS):
-        info = _fdinfo(pid, fd)
+        info = proc.fdinfo(pid, fd)
         flags = int(info["flags"], 8)
         # "Pid:" is the target as our /proc sees it (-1 once reaped); NSpid would give its
         # inner pids, which the restore maps the same way through the table.
@@ -45,7 +40,7 @@ def dump(pid: int, fd: int, link: str) -> Fd | None:
     kind = _ns_link(link)
     if kind is None:
         return None
-    info = _fdinfo(pid, fd)
+    info = proc.fdinfo(pid, fd)
     flags = int(info["flags"], 8)
     ino = os.stat(f"/proc/{pid}/fd/{fd}").st_ino
     entry = Fd(fd=fd, cloexec=bool(flags & os.O_CLOEXEC), path=link, flags=flags & ~os.O_CLOEXEC)

@@ -18,12 +18,11 @@ import stat
 import weakref
 from pathlib import Path
 
-from engine import images, removed
+from engine import images, proc, removed
 from engine.errors import CkptError, Unsupported
 from engine.handover import Handover
 from engine.images.files_pb2 import Fd
 from engine.images.mm_pb2 import Memfd, MemfdRun, Mm, Vma
-from native import ffi, lib
 
 PREFIX = "/memfd:"  # what d_path shows for a memfd: "/memfd:NAME (deleted)" (mm/memfd.c)
 PAGE = images.PAGE_SIZE
@@ -56,14 +55,6 @@ def _shm_dev() -> int:
         os.close(fd)
 
 
-def _fs_type(path: str) -> int:
-    """The magic number of the file system a /proc link (followed) is on."""
-    buf = ffi.new("struct statfs *")
-    if lib.statfs(path.encode(), buf) < 0:
-        raise CkptError(f"statfs({path}): {os.strerror(ffi.errno)}")
-    return int(buf.f_type)
-
-
 def is_memfd(link: str, where: str, st: os.stat_result) -> bool:
     """Whether a /proc link (fd or map_files) names a memfd: its path says so, and it lives on
     the internal tmpfs mount, which no path reaches (a removed file named /memfd:x does not).
@@ -72,7 +63,7 @@ def is_memfd(link: str, where: str, st: os.stat_result) -> bool:
         return False
     if st.st_dev == _shm_dev():
         return True
-    if _fs_type(where) == HUGETLBFS_MAGIC:
+    if proc.fs_type(where) == HUGETLBFS_MAGIC:
         raise Unsupported(f"{where} is a hugetlb memfd ({link}): not supported yet")
     return False
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from engine.errors import ProcessGone
+from engine.errors import CkptError, ProcessGone
+from native import ffi, lib
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +123,17 @@ def vmas(pid: int) -> list[Area]:
                             line.split(":", 1)[1].strip(), int(head[4])))
             head = None
     return out
+
+
+def fdinfo(pid: int, fd: int) -> dict[str, str]:
+    """/proc/PID/fdinfo/FD as key -> value, both stripped."""
+    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+        return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in f if ":" in line)}
+
+
+def fs_type(path: str) -> int:
+    """The magic number of the file system a path (a /proc link, followed) is on."""
+    buf = ffi.new("struct statfs *")
+    if lib.statfs(path.encode(), buf) < 0:
+        raise CkptError(f"statfs({path}): {os.strerror(ffi.errno)}")
+    return int(buf.f_type)

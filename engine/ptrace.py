@@ -16,7 +16,6 @@ SYSCALL_INSN = b"\x0f\x05"
 NO_SYSCALL = (1 << 64) - 1  # orig_rax = -1: the kernel's restart logic leaves rip/rax alone
 # Restart codes a task stopped inside a syscall may hold in rax (include/linux/errno.h).
 ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
-SYSCALL_STOP = signal.SIGTRAP | 0x80  # PTRACE_O_TRACESYSGOOD
 WALL = getattr(lib, "__WALL")
 SYS_MMAP, SYS_MUNMAP = 9, 11
 STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)  # spelled out: inside a class, lib.__WALL would be name-mangled

@@ -81,13 +81,14 @@ def load_ns(directory: Path, table: Table) -> Namespaces:
     return ns
 
 
-def load(directory: Path) -> tuple[list[int], dict[int, TaskImages], Table]:
-    """The roots, every live task's images and the process table; a missing or damaged image
-    is an error here."""
+def load(directory: Path) -> tuple[list[int], dict[int, TaskImages], Table, set[int]]:
+    """The roots, every live task's images, the process table and the stopped tasks whose
+    parent took their stop report (engine.stops); a missing or damaged image is an error here."""
     if not (directory / "inventory.img").exists():
         raise CkptError(f"{directory}: no inventory.img (not a checkpoint directory?)")
     inv = _one(directory, "inventory", Inventory)
-    table = table_of(_one(directory, "tree", Tree))
+    tree = _one(directory, "tree", Tree)
+    table = table_of(tree)
     if set(inv.pids) != {p for p, r in table.rows.items() if not r.zombie}:
         raise images.ImageError(str(images.path_of(directory, "tree")), 0,
                                 "its live tasks are not the inventory's")
@@ -103,7 +104,7 @@ def load(directory: Path) -> tuple[list[int], dict[int, TaskImages], Table]:
             raise images.ImageError(str(pages), size, f"holds {size} bytes, the page map says {stored}")
         tasks[pid] = TaskImages(per_task["core"][pid], per_task["mm"][pid], runs, per_task["files"][pid], pages,
                                 {p.KIND: per_task[p.KIND][pid] for p in PARTS})
-    return list(inv.roots), tasks, table
+    return list(inv.roots), tasks, table, {e.pid for e in tree.tasks if e.stop_collected}
 
 
 def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.SharedAnon, own: int) -> list[Tracee]:
@@ -144,7 +145,7 @@ def restore(directory: Path, planner: str | None = None, new_pidns: bool = False
     """Restore every task of the checkpoint; return the roots' pids in dump order. With
     new_pidns the tasks keep their pids inside a new pid namespace (and mount namespace, with
     its /proc) under an init of ours, our child, which exits when the roots are gone."""
-    roots, tasks, table = load(directory)
+    roots, tasks, table, took = load(directory)
     ns = load_ns(directory, table)
     from engine import planners  # entry points are looked up only when restoring
 
@@ -156,7 +157,6 @@ def restore(directory: Path, planner: str | None = None, new_pidns: bool = False
             raise CkptError(f"task {taken[0]} has pid 1, which the new pid namespace's init takes")
     else:
         _await_free(table)
-    took = {e.pid for e in _one(directory, "tree", Tree).tasks if e.stop_collected}
     made = Pipes(load_pipes(directory))
     try:
         with pinned():  # the stubs are forked here, so they start on our CPU too
