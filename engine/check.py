@@ -41,7 +41,7 @@ def _on_tracee(what: Callable[[Any, int], "str | None"]) -> str | None:
         try:
             return what(t, child.pid)
         finally:
-            t.detach()
+            t.detach(own_restart_block=True)
     except Exception as e:  # noqa: BLE001 - the probe reports any failure as missing
         return str(e)
     finally:

@@ -69,6 +69,7 @@ class Tracee:
         self._kept: tuple[int, int] | None = None  # (address, size) of the kept scratch area
         self.spawned: list[int] = []  # tasks our remote clone3 calls created (auto-attached)
         self._syscall_at: int | None = None
+        self._after_syscall = False  # stopped at a remote call's exit, not inside get_signal()
         self.stop_signal = 0  # the signal of the group stop it was in when seized
         self._mem: int | None = None
         self.cpus: set[int] = set()  # its affinity when seized
@@ -80,7 +81,7 @@ class Tracee:
             if not adopted:
                 self._ptrace(lib.PTRACE_INTERRUPT, "INTERRUPT")
             # An adopted task (created by a traced clone) starts with the same event stop.
-            self._wait_event_stop()
+            self.stop_signal = self._wait_event_stop()
             self.saved = self.get_regs()
             # Block every signal while we work: one arriving during a remote syscall would
             # stop the task for delivery instead. The task's own mask comes back at detach.
@@ -148,15 +149,16 @@ class Tracee:
             raise ProcessGone(self.pid)
         return st
 
-    def _wait_event_stop(self) -> None:
-        """Wait for the PTRACE_INTERRUPT stop; signals met on the way are delivered, not lost."""
+    def _wait_event_stop(self) -> int:
+        """Wait for the PTRACE_INTERRUPT stop; signals met on the way are delivered, not lost.
+        The signal of the group stop the task is in, else 0."""
         for _ in range(64):
             st = self._wait()
             if (st >> 16) == lib.PTRACE_EVENT_STOP:
                 # A task in group stop reports it here with its stop signal (else SIGTRAP).
+                self._after_syscall = False
                 sig = os.WSTOPSIG(st)
-                self.stop_signal = sig if sig in STOP_SIGNALS else 0
-                return
+                return sig if sig in STOP_SIGNALS else 0
             # A signal-delivery-stop came first: let the task have its signal. Our INTERRUPT
             # is still pending (the kernel keeps JOBCTL_TRAP_STOP until the trap fires) and
             # stops it next; a second INTERRUPT would leave a stray trap for later.
@@ -266,6 +268,7 @@ class Tracee:
                 arr[i].args[j] = value & NO_SYSCALL
         results = ffi.new("long[]", n)
         st = ffi.new("struct ckpt_rstate *")
+        self._after_syscall = True
         rc = lib.ckpt_remote_batch(self.pid, self.syscall_address(), self.saved, arr, n, results, st)
         self.spawned += [int(st.spawned[i]) for i in range(st.nspawned)]
         if rc == lib.CKPT_RC_OK:
@@ -331,21 +334,34 @@ class Tracee:
             self._kept = None
             self._unmap_scratch(addr, size)
 
-    def detach(self) -> None:
-        """Put the saved registers back (resolving an interrupted syscall's restart) and let go."""
+    def detach(self, own_restart_block: bool = False) -> None:
+        """Put the saved registers back and let go. A task stopped inside an interrupted
+        syscall is let go from a stop within the kernel's signal code, so the kernel applies
+        its own restart rules on the way out: a signal with a handler arriving first makes the
+        call return EINTR (or restart, with SA_RESTART) exactly as it would have. Its restart
+        block (clock_nanosleep's remaining time, say) is trusted only if own_restart_block:
+        the task's own, never a restored one's."""
         self.drop_scratch()
         regs = ffi.new("struct user_regs_struct *", self.saved[0])
-        if _signed(regs.orig_rax) >= 0:
-            # Stopped inside a syscall: after our remote calls the kernel would no longer restart
-            # it for us, so apply its restart rules here (arch/x86/kernel/signal.c).
-            code = -_signed(regs.rax)
-            if code in (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND):
-                regs.rax, regs.rip = regs.orig_rax, regs.rip - 2
-            elif code == ERESTART_RESTARTBLOCK:
-                regs.rax = -4 & NO_SYSCALL  # EINTR: the restart block cannot be carried over
-            regs.orig_rax = NO_SYSCALL
+        code = -_signed(regs.rax) if _signed(regs.orig_rax) >= 0 else 0
+        if code == ERESTART_RESTARTBLOCK and not own_restart_block:
+            regs.rax = -4 & NO_SYSCALL  # EINTR: the restart block cannot be carried over
+            code = 0
+        if code in (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK):
+            if self._after_syscall:
+                self._to_signal_stop()
+        else:
+            regs.orig_rax = NO_SYSCALL  # no syscall to restart: rip and rax stay as set
         self.set_regs(regs)
         self.release()
+
+    def _to_signal_stop(self) -> None:
+        """From the syscall-exit stop of our last remote call (where a detached task goes
+        straight back to user space) to a PTRACE_EVENT_STOP inside get_signal(), after which
+        the kernel runs its syscall restart rules (arch/x86/kernel/signal.c)."""
+        self._ptrace(lib.PTRACE_INTERRUPT, "INTERRUPT")
+        self._ptrace(lib.PTRACE_CONT, "CONT")
+        self._wait_event_stop()
 
     def kill(self) -> None:
         """SIGKILL the stopped task's process and collect this thread's exit as its tracer (the

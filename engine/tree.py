@@ -449,7 +449,7 @@ def let_go(traced: list[Tracee], strict: bool = True) -> None:
     dead: list[int] = []
     for t in traced:
         try:
-            t.detach()
+            t.detach(own_restart_block=True)
         except CkptError as e:
             errors.append(e)
             dead.append(t.pid)

@@ -90,3 +90,66 @@ def test_ckpt_check_probes_for_real() -> None:
     lines = r.stdout.splitlines()
     assert len(lines) == 12 and all(line.endswith(" ok") for line in lines), r.stdout + r.stderr
     assert r.returncode == 0
+
+
+# Sleeps in one syscall (pause, or a 2 s nanosleep) with a SIGUSR1 handler (no SA_RESTART),
+# then writes the call's result and errno.
+SLEEPER = r"""
+import ctypes, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+class Ts(ctypes.Structure):
+    _fields_ = [("s", ctypes.c_long), ("ns", ctypes.c_long)]
+signal.signal(signal.SIGUSR1, lambda *_: None)
+rc = libc.pause() if sys.argv[2] == "pause" else libc.nanosleep(ctypes.byref(Ts(2, 0)), None)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{rc} {ctypes.get_errno()}")
+"""
+
+
+def _sleeping(tmp_path: Path, call: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """The sleeper, once it is inside its syscall (34 pause, 230 clock_nanosleep)."""
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-c", SLEEPER, str(out), call])
+    nr = {"pause": "34", "nanosleep": "230"}[call]
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{p.pid}/syscall").read_text().split()[0] != nr:
+        assert time.monotonic() < deadline, f"the sleeper never entered {call}"
+        time.sleep(0.01)
+    return p, out
+
+
+def _result(p: subprocess.Popen[bytes], out: Path) -> str:
+    try:
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        return "still inside its syscall"
+    return out.read_text()
+
+
+def test_a_signal_that_came_while_traced_interrupts_the_syscall(tmp_path: Path) -> None:
+    """A handled signal sent while the task was ours (blocked, so pending) arrives at detach:
+    the interrupted pause returns EINTR after the handler, as it would have untraced, instead
+    of being restarted and sleeping on (the kernel's restart rules, not a rewind of ours)."""
+    p, out = _sleeping(tmp_path, "pause")
+    t = Tracee(p.pid)
+    try:
+        assert t.syscall(SYS_getpid) == p.pid  # leaves it at a syscall-exit stop
+        os.kill(p.pid, signal.SIGUSR1)
+    finally:
+        t.detach()
+    assert _result(p, out) == "-1 4"
+
+
+@pytest.mark.parametrize("own, expected", [(True, "0 0"), (False, "-1 4")])
+def test_an_interrupted_sleep_restarts_only_with_its_own_restart_block(tmp_path: Path, own: bool, expected: str) -> None:
+    """clock_nanosleep goes on for its remaining time when the task keeps its restart block
+    (a dump that leaves it running); a restored task's block is not its own: EINTR."""
+    p, out = _sleeping(tmp_path, "nanosleep")
+    t = Tracee(p.pid)
+    try:
+        assert t.syscall(SYS_getpid) == p.pid
+    finally:
+        t.detach(own_restart_block=own)
+    assert _result(p, out) == expected
