@@ -64,8 +64,11 @@ def home_cpus() -> set[int]:
 class Tracee:
     """A task seized and stopped with PTRACE_SEIZE + PTRACE_INTERRUPT until detach()."""
 
-    def __init__(self, pid: int, adopted: bool = False, keep_scratch: bool = False) -> None:
+    def __init__(self, pid: int, adopted: bool = False, keep_scratch: bool = False, tgid: int | None = None) -> None:
         self.pid = pid
+        # Its process: what the records read through this thread are filed under (another
+        # thread than the main one reads process-wide state when the main one is a zombie).
+        self.tgid = pid if tgid is None else tgid
         self.keep_scratch = keep_scratch
         self._kept: tuple[int, int] | None = None  # (address, size) of the kept scratch area
         self.spawned: list[int] = []  # tasks our remote clone3 calls created (auto-attached)
