@@ -23,20 +23,36 @@ VERSION = "0.5"  # of the engine and its image format
 VFORK_RETRIES = 8
 
 
-def _dump_task(t: Tracee, others: list[Tracee], out: Path, pipe_data: dict[int, PipeData],
-               per_task: dict[str, list[Message]]) -> None:
-    pid = t.pid
-    st = proc.stat(pid)
-    core = Core(pid=pid, ppid=st.ppid, pgid=st.pgid, sid=st.sid, comm=st.comm, cpus=sorted(t.cpus))
-    cpu.dump(t, core)
-    fds = files.dump(pid, pipe_data)
+def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_task: dict[str, list[Message]]) -> None:
+    """One live task: process-wide state through its acting thread (engine.tree.Task), then
+    each other thread's own; a main thread that exited alone leaves only its exit status."""
+    t = task.acting
+    assert t is not None
+    pid = task.entry.pid
+    st = proc.stat(pid)  # a zombie main thread's stat still names the process
+    core = Core(pid=pid, ppid=st.ppid, pgid=st.pgid, sid=st.sid, comm=st.comm)
+    if task.main_exit is None:
+        core.cpus.extend(sorted(t.cpus))
+        cpu.dump(t, core)
+    else:
+        core.main_exited, core.main_status = True, task.main_exit
+        # What /proc still shows of the zombie thread: the mask and affinity it died with.
+        core.blocked = tree.status_masks(proc.status(pid))[0]
+        core.cpus.extend(sorted(os.sched_getaffinity(pid)))
+    # A zombie main thread's /proc shows no fds and no memory: read them through t's.
+    fds = files.dump(t.pid, pipe_data)
+    fds.pid = pid
     area, runs = mm.dump(t, out)
     # After the memory: the scratch page these remote calls use must not be in the image.
     actions, blocked, altstack = signals.dump(t)
     core.sigactions.extend(actions)
-    core.blocked = blocked
-    core.altstack.CopyFrom(altstack)
-    core.pending.extend(signals.pending(t))
+    if task.main_exit is None:
+        core.blocked = blocked
+        core.altstack.CopyFrom(altstack)
+    else:
+        core.altstack.flags = signals.SS_DISABLE  # t's own stack goes with its thread
+    core.pending.extend(signals.pending(t, own_queue=task.main_exit is None))
+    others = task.others
     if others:
         with t.scratch() as buf:
             core.threads.extend(threads.dump(tt, buf) for tt in others)
@@ -137,14 +153,14 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
         pipe_data: dict[int, PipeData] = {}
         per_task: dict[str, list[Message]] = {k.name: [] for k in images.KINDS.values() if k.per_task}
         for task in frozen.tasks.values():
-            if task.leader is not None:
-                _dump_task(task.leader, task.others, out, pipe_data, per_task)
+            if task.acting is not None:
+                _dump_task(task, out, pipe_data, per_task)
         for kind, entries in per_task.items():
             images.write(images.path_of(out, kind), kind, entries)
         images.write(images.path_of(out, "tree"), "tree", [table])
         images.write(images.path_of(out, "pipes"), "pipes", list(pipe_data.values()))
         images.write(images.path_of(out, "ns"), "ns", [made])
-        live = [pid for pid, task in frozen.tasks.items() if task.leader is not None]
+        live = [pid for pid, task in frozen.tasks.items() if task.acting is not None]
         inv = Inventory(engine_version=VERSION, kernel=os.uname().release, roots=frozen.roots, pids=live,
                         kinds=sorted(images.KINDS))
         images.write(images.path_of(out, "inventory"), "inventory", [inv])

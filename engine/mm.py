@@ -55,7 +55,8 @@ def _stored(vma: Vma) -> bool:
 
 
 def dump(t: Tracee, out: Path) -> tuple[Mm, list[PageRun]]:
-    """The task's areas, mm fields and pages (written to its pages file)."""
+    """The task's areas, mm fields and pages (written to its pages file); read through thread
+    t, filed under its process."""
     pid = t.pid
     ours = t.kept_scratch()
     vmas = [Vma(start=v.start, end=v.end, perms=v.perms, pgoff=v.pgoff, path=v.path, vmflags=v.vmflags,
@@ -73,12 +74,12 @@ def dump(t: Tracee, out: Path) -> tuple[Mm, list[PageRun]]:
 
     with open(f"/proc/{pid}/auxv", "rb") as a:
         auxv = a.read()
-    mm = Mm(pid=pid, vmas=vmas, start_code=field(26), end_code=field(27), start_stack=field(28),
+    mm = Mm(pid=t.tgid, vmas=vmas, start_code=field(26), end_code=field(27), start_stack=field(28),
             start_data=field(45), end_data=field(46), start_brk=field(47), arg_start=field(48),
             arg_end=field(49), env_start=field(50), env_end=field(51),
             brk=t.call("brk(0)", lib.SYS_brk, 0), auxv=auxv, exe=os.readlink(f"/proc/{pid}/exe"),
             memfds=memfds)
-    runs = pagedump.store(pid, [v for v in vmas if _stored(v)], images.pages_path(out, pid))
+    runs = pagedump.store(pid, [v for v in vmas if _stored(v)], images.pages_path(out, t.tgid))
     return mm, runs
 
 

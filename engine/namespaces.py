@@ -184,10 +184,10 @@ def dump(frozen: Frozen) -> Namespaces:
     made: dict[tuple[str, int], int] = {}  # (kind, id) -> the task that made it
     out = Namespaces()
     for pid, task in frozen.tasks.items():  # parents first
-        parent, leader = task.entry.ppid, task.leader
+        parent, leader = task.entry.ppid, task.acting
         if leader is None:
             continue  # a zombie has no namespaces left: it was forked into its parent's
-        mine = seen[pid] = ids(pid)
+        mine = seen[pid] = ids(leader.pid)  # a zombie main thread has none left either
         # A root is restored as a child of the restorer: what it has that we lack, it made.
         outer: int | str = parent or "self"
         theirs = seen[parent] if parent else ids("self")
@@ -223,7 +223,7 @@ def _is_init(frozen: Frozen, pid: int, parent: int) -> bool:
 
 
 def _state(kind: str, t: Tracee, parent: int | str, ident: int) -> Namespace:
-    ns = Namespace(kind=KINDS[kind], id=ident, creator=t.pid)
+    ns = Namespace(kind=KINDS[kind], id=ident, creator=t.tgid)
     if kind == "uts":
         _uts(t, ns)
     elif kind == "net":

@@ -102,9 +102,22 @@ def load(directory: Path) -> tuple[list[int], dict[int, TaskImages], Table, set[
         size = pages.stat().st_size if pages.exists() else 0
         if size != stored:
             raise images.ImageError(str(pages), size, f"holds {size} bytes, the page map says {stored}")
+        _check_main(directory, per_task["core"][pid])
         tasks[pid] = TaskImages(per_task["core"][pid], per_task["mm"][pid], runs, per_task["files"][pid], pages,
                                 {p.KIND: per_task[p.KIND][pid] for p in PARTS})
     return list(inv.roots), tasks, table, {e.pid for e in tree.tasks if e.stop_collected}
+
+
+def _check_main(directory: Path, core: Core) -> None:
+    """A main thread that exited alone did so by exit(2) (status: code << 8), and left threads."""
+    if not core.main_exited:
+        return
+    path = str(images.path_of(directory, "core"))
+    if core.main_status & ~0xFF00:
+        raise images.ImageError(path, 0, f"task {core.pid}: its main thread's exit status {core.main_status:#x} "
+                                "is no exit code << 8")
+    if not core.threads:
+        raise images.ImageError(path, 0, f"task {core.pid}: its main thread exited but it has no other thread")
 
 
 def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.SharedAnon, own: int) -> list[Tracee]:
@@ -126,7 +139,8 @@ def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.Sha
         for who in [t] + (others if getattr(part, "PER_THREAD", False) else []):
             part.restore(who, lay, img.parts[part.KIND])
     mm.finish(t, lay)
-    cpu.restore(t, core)
+    if not core.main_exited:  # else the main thread only exits (_let_go): nothing of its own
+        cpu.restore(t, core)
     t.mask = core.blocked  # set at detach
     t.restore_cpus = set(core.cpus) or home_cpus()  # set at detach
     return others
@@ -171,19 +185,37 @@ def _await_stops(pids: list[int], timeout: float = 5.0) -> None:
     for pid in pids:
         while True:
             tids = os.listdir(f"/proc/{pid}/task")
-            if all(proc.stat(int(tid)).state in "Tt" for tid in tids):
+            # A main thread that exited alone stays a zombie (Z) in a stopped process.
+            if all(proc.stat(int(tid)).state in "TtZ" for tid in tids):
                 break
             if time.monotonic() > deadline:
                 raise CkptError(f"task {pid} was dumped stopped but did not stop again within {timeout:g}s")
             time.sleep(0.001)
 
 
-def _let_go(t: Tracee, others: list[Tracee], stopped: int) -> None:
-    """Detach a rebuilt task and its threads; a stopped one gets its stop signal first."""
+def _let_go(t: Tracee, others: list[Tracee], stopped: int, core: Core) -> None:
+    """Detach a rebuilt task and its threads; a stopped one gets its stop signal first. A
+    main thread that had exited alone at dump exits again first, now that its threads exist
+    (it had to live to clone them with their tids), while they are still held."""
+    if core.main_exited:
+        _exit_main(t, core.main_status)
     if stopped:
         os.kill(t.pid, stopped)
-    for who in [t] + others:
+    for who in ([] if core.main_exited else [t]) + others:
         who.detach()
+
+
+def _exit_main(t: Tracee, status: int, timeout: float = 2.0) -> None:
+    """The main thread exits alone with the dumped status and is a zombie again, one its
+    parent cannot reap before the last thread has exited."""
+    got = t.exit_alone(status >> 8)
+    if got != status:
+        raise CkptError(f"pid {t.pid}: its main thread exited with status {got:#x}, not the dumped {status:#x}")
+    deadline = time.monotonic() + timeout
+    while proc.stat(t.pid).state != "Z":  # let go at its exit stop: it dies a moment later
+        if time.monotonic() > deadline:
+            raise CkptError(f"pid {t.pid}: its main thread did not become a zombie within {timeout:g}s")
+        time.sleep(0.0005)
 
 
 def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: Plan, made: Pipes,
@@ -220,7 +252,7 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
         # ours: the parent takes the new report before it runs (engine.stops).
         early = [p for p in took if p in leaders and table.rows[p].ppid in leaders]
         for pid in early:
-            _let_go(leaders[pid], threads_of[pid], table.rows[pid].stopped)
+            _let_go(leaders[pid], threads_of[pid], table.rows[pid].stopped, tasks[pid].core)
         _await_stops([pids[p] for p in early])
         for pid in early:
             row, parent = table.rows[pid], table.rows[table.rows[pid].ppid]
@@ -229,7 +261,7 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
                            list(tasks[row.ppid].core.pending))
         for pid, t in leaders.items():
             if pid not in early:
-                _let_go(t, threads_of[pid], table.rows[pid].stopped)
+                _let_go(t, threads_of[pid], table.rows[pid].stopped, tasks[pid].core)
         # The stop takes effect when the task next runs: wait for it, so whoever looks at the
         # restored tree (the caller's snapshot, a SIGCONT) finds it stopped as it was dumped.
         _await_stops([pids[p] for p, r in table.rows.items() if r.stopped and not r.zombie and p not in early])

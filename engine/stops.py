@@ -48,10 +48,11 @@ def mark(frozen: Frozen) -> None:
     for task in frozen.tasks.values():
         e = task.entry
         parent = frozen.tasks.get(e.ppid)
-        if not e.stopped or e.zombie or parent is None or parent.leader is None:
+        if not e.stopped or e.zombie or parent is None or parent.acting is None:
             continue
-        with parent.leader.scratch() as buf:
-            e.stop_collected = not reported(parent.leader, seen_by(list(e.nspids), list(parent.entry.nspids), e.pid), buf)
+        asker = parent.acting
+        with asker.scratch() as buf:  # waitid in any thread: children of every thread count
+            e.stop_collected = not reported(asker, seen_by(list(e.nspids), list(parent.entry.nspids), e.pid), buf)
 
 
 def seen_by(child: list[int], parent: list[int], pid: int) -> int:

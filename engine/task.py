@@ -117,6 +117,8 @@ def _same_in_threads(pid: int, st: dict[str, str], filters: list[SeccompFilter])
     personality = proc.read(pid, "personality")
     for tid in sorted(int(x) for x in os.listdir(f"/proc/{pid}/task") if int(x) != pid):
         other = proc.status(tid)
+        if other.get("State", "").startswith("Z"):
+            continue  # a main thread that exited alone: nothing of it is restored
         differ = [k for k in THREAD_STATUS if other.get(k) != st.get(k)]
         if proc.read(tid, "personality") != personality:
             differ.append("personality")
@@ -129,7 +131,8 @@ def _same_in_threads(pid: int, st: dict[str, str], filters: list[SeccompFilter])
 
 
 def dump(t: Tracee) -> Task:
-    """Everything above for the seized task."""
+    """Everything above for the seized task, read through thread t (its main thread unless
+    that one exited alone)."""
     pid = t.pid
     st = proc.status(pid)
     mode = int(st.get("Seccomp", "0"))
@@ -149,7 +152,12 @@ def dump(t: Tracee) -> Task:
     head, size = _robust_list(pid)
     filters = _seccomp(pid, int(st.get("Seccomp_filters", "0"))) if mode == SECCOMP_MODE_FILTER else []
     _same_in_threads(pid, st, filters)
-    return Task(pid=pid, creds=_creds(pid, securebits), rlimits=_limits(pid),
+    if t.tgid != pid:
+        # t's robust list and tid address go with its thread (engine.threads). The main
+        # thread's died with it (its exit walked the list and cleared the tid), and its
+        # pdeathsig cannot be asked of a zombie: none.
+        head = size = clear_tid = pdeathsig = 0
+    return Task(pid=t.tgid, creds=_creds(pid, securebits), rlimits=_limits(pid),
                 personality=int(proc.read(pid, "personality"), 16), no_new_privs=st.get("NoNewPrivs") == "1",
                 dumpable=dumpable, pdeathsig=pdeathsig, thp_disable=thp, robust_list=head, robust_len=size,
                 clear_tid=clear_tid, seccomp_mode=mode, seccomp=filters)

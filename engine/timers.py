@@ -126,7 +126,7 @@ def _boot_id() -> str:
 
 def dump(t: Tracee) -> Timers:
     """The itimers and every POSIX timer of the (seized) task."""
-    msg = Timers(pid=t.pid, boot_id=_boot_id())
+    msg = Timers(pid=t.tgid, boot_id=_boot_id())
     queued = signals.pending(t)
     with t.scratch() as buf:
         t.batch([(lib.SYS_getitimer, which, buf + which * PAIR.size) for which in range(len(ITIMERS))],
@@ -143,7 +143,7 @@ def dump(t: Tracee) -> Timers:
             pending = p.notify != SIGEV_NONE and any(_is_own(q, p) for q in queued)
             value_ns = vsec * NS + vnsec
             msg.posix.add(id=p.id, clock=p.clock, notify=p.notify, signo=p.signo, value=p.value,
-                          target=0 if p.target == t.pid else _inner(p.target), armed=value_ns > 0 or pending,
+                          target=0 if p.target == t.tgid else _inner(p.target), armed=value_ns > 0 or pending,
                           value_ns=value_ns, interval_ns=isec * NS + insec, overrun=overrun, pending=pending)
     msg.taken_ns = time.monotonic_ns()
     return msg

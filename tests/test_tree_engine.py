@@ -249,3 +249,81 @@ def _free_pid(skip: int = 0) -> int:
         if not os.path.exists(f"/proc/{pid}"):
             return pid
         pid += 2
+
+
+ZOMBIE_MAIN = Path(__file__).resolve().parent / "data" / "zombie_main.c"
+
+
+@pytest.fixture(scope="module")
+def zombie_main(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("zombie_main") / "zombie_main"
+    subprocess.run(["gcc", "-O1", "-Wall", "-Werror", "-pthread", "-o", str(out), str(ZOMBIE_MAIN)],
+                   check=True, timeout=60)
+    return out
+
+
+def _threads(pid: int) -> dict[int, tuple[str, int]]:
+    """tid -> (state class, exit code field 52 of proc(5)) of every thread of the process."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        f = raw[raw.rindex(")") + 2:].split()
+        out[int(tid)] = (f[0] if f[0] in "ZT" else "live", int(f[49]))
+    return out
+
+
+def _await_file(path: Path, timeout: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} never came"
+        time.sleep(0.005)
+    return path.read_text()
+
+
+def _start_zombie_main(program: Path, prefix: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The parent (our child) and its child whose main thread exited with code 13."""
+    p = subprocess.Popen([str(program), str(prefix)])
+    return p, int(_await_file(Path(f"{prefix}.ready")))
+
+
+def _assert_zombie_main(pid: int, before: dict[int, tuple[str, int]], prefix: Path) -> None:
+    """The main thread is a zombie holding exit code 13, the threads are those of before and
+    alive, the parent cannot reap the process; once the threads exit it can, with 13."""
+    assert _threads(pid) == before
+    assert before[pid] == ("Z", 13 << 8)
+    assert all(st == ("live", 0) for tid, st in before.items() if tid != pid) and len(before) == 3
+    time.sleep(0.05)  # the parent sleeps in waitpid: a reapable child would be reaped by now
+    assert not Path(f"{prefix}.reaped").exists()
+    Path(f"{prefix}.go").touch()  # each thread checks its tid and TLS, then exits with 13
+    assert _await_file(Path(f"{prefix}.reaped")) == f"{pid} {13 << 8}"
+
+
+def test_main_thread_that_exited_alone_comes_back_a_zombie(tmp_path: Path, zombie_main: Path) -> None:
+    prefix = tmp_path / "zm"
+    p, child = _start_zombie_main(zombie_main, prefix)
+    before = _threads(child)
+    try:
+        engine.dump([p.pid], tmp_path / "img")
+        p.wait()
+        _wait_gone([p.pid, *before])
+        assert engine.restore(tmp_path / "img") == [p.pid]
+        _assert_zombie_main(child, before, prefix)
+    finally:
+        _kill_tree([child, p.pid])
+        _kill_tree([p.pid])
+
+
+def test_main_thread_that_exited_alone_is_left_as_it_was(tmp_path: Path, zombie_main: Path) -> None:
+    """By a failed dump (the child given as a root too) and by one that leaves it running."""
+    prefix = tmp_path / "zm"
+    p, child = _start_zombie_main(zombie_main, prefix)
+    before = _threads(child)
+    try:
+        with pytest.raises(CkptError, match=f"root {child} is inside the tree of root {p.pid}"):
+            engine.dump([p.pid, child], tmp_path / "img")
+        assert _threads(child) == before
+        engine.dump([p.pid], tmp_path / "img", leave_running=True)
+        _assert_zombie_main(child, before, prefix)
+    finally:
+        _kill_tree([child, p.pid])
+        _kill_tree([p.pid])
