@@ -27,6 +27,7 @@ PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, PR_CAP_AMBIENT_CLEAR_ALL = 47, 2, 4
 PR_THP_DISABLE_EXCEPT_ADVISED = 1 << 1  # Linux 6.18: PR_GET_THP_DISABLE then returns 3
 PAGE_IS_HUGE = 1 << 6  # uapi/linux/fs.h (PAGEMAP_SCAN), not in native.lib
 MADV_DONTNEED = 4
+ROBUST_HEAD_SIZE = 24  # sizeof(struct robust_list_head), the only length set_robust_list takes
 # uapi/linux/seccomp.h
 SECCOMP_MODE_STRICT, SECCOMP_MODE_FILTER, SECCOMP_SET_MODE_FILTER = 1, 2, 1
 # uapi/linux/ptrace.h: struct seccomp_metadata {__u64 filter_off; __u64 flags;}
@@ -321,10 +322,10 @@ def restore(t: Tracee, lay: Layout, msg: Task) -> None:
         thp_switch(t, msg)
         if msg.thp_disable & 1:
             _unhuge(t, msg.thp_disable)
-        if msg.robust_list:
-            t.call("set_robust_list", lib.SYS_set_robust_list, msg.robust_list, msg.robust_len)
-        if msg.clear_tid:
-            t.call("set_tid_address", lib.SYS_set_tid_address, msg.clear_tid)
+        # Set even when dumped empty: the stub's C library registered its own, in memory that
+        # is gone now (or, worse, taken by one of the task's areas the kernel would write to).
+        t.batch([(lib.SYS_set_robust_list, msg.robust_list, msg.robust_len or ROBUST_HEAD_SIZE),
+                 (lib.SYS_set_tid_address, msg.clear_tid)], ["set_robust_list", "set_tid_address"])
     t.call("personality", lib.SYS_personality, msg.personality)
     if msg.no_new_privs:
         _prctl(t, "PR_SET_NO_NEW_PRIVS", PR_SET_NO_NEW_PRIVS, 1)

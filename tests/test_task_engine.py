@@ -7,6 +7,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,3 +214,43 @@ def test_a_thread_with_its_own_credentials_is_refused(program: Path, procs: list
         engine.dump([pid], tmp_path / "img")
     assert _threads(pid) == before
     assert _state(pid) in ("R", "S")  # left running, not stopped
+
+
+# Unregisters its robust list and tid address, then on SIGUSR1 writes what it has of both.
+UNREGISTERED = r"""
+import ctypes, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.syscall(273, None, 24) == 0 and libc.syscall(218, None) > 0  # set_robust_list, set_tid_address
+def report(*_):
+    head, size, tid_at = ctypes.c_void_p(), ctypes.c_size_t(), ctypes.c_void_p()
+    libc.syscall(274, 0, ctypes.byref(head), ctypes.byref(size))  # get_robust_list
+    libc.prctl(40, ctypes.byref(tid_at), 0, 0, 0)  # PR_GET_TID_ADDRESS
+    with open(sys.argv[1] + ".got", "w") as f:
+        f.write(f"{head.value or 0} {tid_at.value or 0}")
+signal.signal(signal.SIGUSR1, report)
+with open(sys.argv[1], "w") as f:
+    f.write("ready")
+while True:
+    signal.pause()
+"""
+
+
+def test_an_empty_robust_list_and_tid_address_stay_empty(procs: list[int], tmp_path: Path) -> None:
+    """The restore stub's C library registered both for itself; a task that had none must not
+    come back with the stub's (an address the kernel writes to when the task exits)."""
+    ready = tmp_path / "ready"
+    p = subprocess.Popen([sys.executable, "-c", UNREGISTERED, str(ready)], stdin=subprocess.DEVNULL)
+    procs.append(p.pid)
+    deadline = time.monotonic() + 10
+    while not (ready.exists() and ready.read_text()):
+        assert time.monotonic() < deadline, "the program did not start"
+        time.sleep(0.01)
+    engine.dump([p.pid], tmp_path / "img")
+    p.wait()
+    assert engine.restore(tmp_path / "img") == [p.pid]
+    os.kill(p.pid, signal.SIGUSR1)
+    got = tmp_path / "ready.got"
+    while not (got.exists() and got.read_text()):
+        assert time.monotonic() < deadline + 10, "the restored program did not answer"
+        time.sleep(0.01)
+    assert got.read_text() == "0 0"
