@@ -295,6 +295,7 @@ def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> N
             batch: list[PageRun] = []
             batch_off = 0
             registered: set[int] = set()
+            copies: list[tuple[int, int, int]] = []
             for r, area in placed:
                 size = r.nr_pages * PAGE
                 by_uffd = filler is not None and uffd.usable(area)
@@ -307,7 +308,7 @@ def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> N
                     if area.start not in registered:
                         filler.register(area)
                         registered.add(area.start)
-                    filler.copy(r.vaddr, size, off)
+                    copies.append((r.vaddr, size, off))
                 elif by_preadv:
                     if r.nr_pages >= POPULATE_MIN:
                         t.call("madvise(POPULATE_WRITE)", lib.SYS_madvise, r.vaddr, size, lib.MADV_POPULATE_WRITE)
@@ -322,6 +323,8 @@ def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> N
                 off += size
             if batch:
                 _preadv(t, lay, fd, batch, batch_off)
+            if filler is not None:
+                filler.copy(copies)
     finally:
         t.syscall(lib.SYS_close, fd)
         if filler is not None:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import mmap
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 from engine.errors import CkptError
 from engine.images.mm_pb2 import Vma
-from engine.ptrace import Tracee
+from engine.ptrace import Tracee, home_cpus
 from native import ffi, lib
 
 EAGAIN, EEXIST = 11, 17
+PAGE = 4096
+SPLIT_MIN = 16 << 20  # bytes: from there the copies are shared among threads, one per CPU
 
 
 def usable(area: Vma) -> bool:
@@ -49,7 +52,6 @@ class Filler:
         except BaseException:
             os.close(self.fd)
             raise
-        self.arg = ffi.new("struct uffdio_copy *")
 
     @staticmethod
     def _take(t: Tracee) -> int:
@@ -75,24 +77,55 @@ class Filler:
         _ioctl(self.fd, lib.UFFDIO_REGISTER, reg, f"pid {self.pid}: UFFDIO_REGISTER [{area.start:#x}, {area.end:#x})")
         self.registered.append((area.start, area.end))
 
-    def copy(self, vaddr: int, size: int, off: int) -> None:
-        """size bytes at offset off of the pages file into the task's fresh pages at vaddr."""
-        if off + size > len(self.source):
-            raise CkptError(f"pid {self.pid}: the pages file ends at {len(self.source)}, a run needs "
-                            f"[{off}, {off + size}) (truncated pages file?)")
-        done = 0
-        while done < size:
-            a = self.arg
-            a.dst, a.src, a.len = vaddr + done, self.base + off + done, size - done
-            a.mode, a.copy = lib.UFFDIO_COPY_MODE_DONTWAKE, 0
-            if lib.ioctl(self.fd, lib.UFFDIO_COPY, a) == 0:
-                return
-            err = ffi.errno
-            if a.copy > 0:
-                done += int(a.copy)  # a partial copy (EAGAIN): go on from there
-            elif err != EAGAIN:
-                what = "a page is there already" if err == EEXIST else os.strerror(err)
-                raise CkptError(f"pid {self.pid}: UFFDIO_COPY of {size} bytes at {vaddr + done:#x}: {what}")
+    def copy(self, jobs: list[tuple[int, int, int]]) -> None:
+        """Each (vaddr, size, off): size bytes at offset off of the pages file into the task's
+        fresh pages at vaddr. Many bytes are split among threads, one per CPU we may use: the
+        ioctl lets go of the interpreter, and each page is allocated and filled by its thread."""
+        for vaddr, size, off in jobs:
+            if off + size > len(self.source):
+                raise CkptError(f"pid {self.pid}: the pages file ends at {len(self.source)}, a run needs "
+                                f"[{off}, {off + size}) (truncated pages file?)")
+        total = sum(size for _, size, _ in jobs)
+        cpus = home_cpus()
+        if total < SPLIT_MIN or len(cpus) < 2:
+            self._copy_all(jobs)
+            return
+        shares = _split(jobs, len(cpus))
+        errors: list[BaseException] = []
+
+        def work(share: list[tuple[int, int, int]]) -> None:
+            os.sched_setaffinity(0, cpus)  # the restore pins its own thread, and we inherited that
+            try:
+                self._copy_all(share)
+            except BaseException as e:  # noqa: BLE001 - raised below, in the restoring thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(share,), name="ckpt-uffd") for share in shares[1:]]
+        for th in threads:
+            th.start()
+        try:
+            self._copy_all(shares[0])
+        finally:
+            for th in threads:
+                th.join()
+        if errors:
+            raise errors[0]
+
+    def _copy_all(self, jobs: list[tuple[int, int, int]]) -> None:
+        a = ffi.new("struct uffdio_copy *")
+        for vaddr, size, off in jobs:
+            done = 0
+            while done < size:
+                a.dst, a.src, a.len = vaddr + done, self.base + off + done, size - done
+                a.mode, a.copy = lib.UFFDIO_COPY_MODE_DONTWAKE, 0
+                if lib.ioctl(self.fd, lib.UFFDIO_COPY, a) == 0:
+                    break
+                err = ffi.errno
+                if a.copy > 0:
+                    done += int(a.copy)  # a partial copy (EAGAIN): go on from there
+                elif err != EAGAIN:
+                    what = "a page is there already" if err == EEXIST else os.strerror(err)
+                    raise CkptError(f"pid {self.pid}: UFFDIO_COPY of {size - done} bytes at {vaddr + done:#x}: {what}")
 
     def close(self) -> None:
         """Unregister every area (the task keeps no trace of us) and let go of the source."""
@@ -104,3 +137,20 @@ class Filler:
             os.close(self.fd)
             ffi.release(self.view)
             self.source.close()
+
+
+def _split(jobs: list[tuple[int, int, int]], n: int) -> list[list[tuple[int, int, int]]]:
+    """The jobs cut into n shares of about equal bytes (a job may be cut in two at a page)."""
+    total = sum(size for _, size, _ in jobs)
+    quota = -(-total // n // PAGE) * PAGE
+    shares: list[list[tuple[int, int, int]]] = [[]]
+    room = quota
+    for vaddr, size, off in jobs:
+        while size:
+            if room == 0:
+                shares.append([])
+                room = quota
+            take = min(size, room)
+            shares[-1].append((vaddr, take, off))
+            vaddr, size, off, room = vaddr + take, size - take, off + take, room - take
+    return shares
