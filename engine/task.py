@@ -96,8 +96,10 @@ def _ptrace(pid: int, request: int, name: str, addr: int, data: object = ffi.NUL
 
 
 def _seccomp(pid: int, count: int) -> list[SeccompFilter]:
-    """The task's filters, oldest first (index 0 of PTRACE_SECCOMP_GET_FILTER is the newest)."""
+    """The task's filters, oldest first."""
     out = []
+    # Index 0 is the oldest filter: get_nth_filter() in kernel/seccomp.c counts from the root
+    # of the chain, whatever ptrace(2) says (checked here: the first-installed comes first).
     for i in range(count):
         n = _ptrace(pid, lib.PTRACE_SECCOMP_GET_FILTER, "SECCOMP_GET_FILTER", i)
         prog = ffi.new("char[]", n * SOCK_FILTER)
@@ -106,7 +108,7 @@ def _seccomp(pid: int, count: int) -> list[SeccompFilter]:
         _ptrace(pid, PTRACE_SECCOMP_GET_METADATA, "SECCOMP_GET_METADATA", SECCOMP_METADATA.size, meta)
         _, flags = SECCOMP_METADATA.unpack(ffi.buffer(meta, SECCOMP_METADATA.size))
         out.append(SeccompFilter(program=bytes(ffi.buffer(prog, n * SOCK_FILTER)), flags=flags))
-    return out[::-1]
+    return out
 
 
 def _same_in_threads(pid: int, st: dict[str, str], filters: list[SeccompFilter]) -> None:
