@@ -61,7 +61,7 @@ def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_t
     per_task["pagemap"].append(PageMap(pid=pid, runs=runs))
     per_task["files"].append(fds)
     for part in PARTS:
-        per_task[part.KIND].append(part.dump(t))
+        per_task[part.KIND].append(part.dump(t, others))
 
 
 def _refuse(pid: int) -> None:

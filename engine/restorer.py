@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from google.protobuf.message import Message
 
@@ -19,6 +19,7 @@ from engine.images.files_pb2 import Files, PipeData
 from engine.images.inventory_pb2 import Inventory
 from engine.images.mm_pb2 import Mm, PageRun
 from engine.images.ns_pb2 import Namespaces
+from engine.images.task_pb2 import Task
 from engine.images.tree_pb2 import Tree
 from engine.parts import PARTS
 from engine.handover import Handover
@@ -81,6 +82,15 @@ def load_ns(directory: Path, table: Table) -> Namespaces:
     return ns
 
 
+def _same_threads(directory: Path, core: Core, attrs: Task) -> None:
+    """The task image's per-thread attributes are of the core image's threads (or absent:
+    an image from before they were dumped per thread)."""
+    have, want = sorted(a.tid for a in attrs.threads), sorted(th.tid for th in core.threads)
+    if have and have != want:
+        raise images.ImageError(str(images.path_of(directory, "task")), 0,
+                                f"task {core.pid}: attributes of threads {have}, its core has threads {want}")
+
+
 def load(directory: Path) -> tuple[list[int], dict[int, TaskImages], Table, set[int]]:
     """The roots, every live task's images, the process table and the stopped tasks whose
     parent took their stop report (engine.stops); a missing or damaged image is an error here."""
@@ -102,6 +112,7 @@ def load(directory: Path) -> tuple[list[int], dict[int, TaskImages], Table, set[
         size = pages.stat().st_size if pages.exists() else 0
         if size != stored:
             raise images.ImageError(str(pages), size, f"holds {size} bytes, the page map says {stored}")
+        _same_threads(directory, per_task["core"][pid], per_task["task"][pid])
         _check_main(directory, per_task["core"][pid])
         tasks[pid] = TaskImages(per_task["core"][pid], per_task["mm"][pid], runs, per_task["files"][pid], pages,
                                 {p.KIND: per_task[p.KIND][pid] for p in PARTS})
@@ -131,13 +142,13 @@ def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.Sha
     files.restore(t, lay, img.files, src, hand)  # sessions and groups: the plan made them
     threads.set_name(t, lay, core.comm)
     signals.restore(t, lay, core)
-    # Threads before the parts: creating one with its tid needs privileges creds may drop;
-    # per-thread parts (creds, seccomp) then run in each thread too. The stub's pdeathsig
-    # (SIGKILL while we work) is replaced by the task part with the dumped one.
-    others = threads.restore(t, lay, core)
+    # Threads before the parts: creating one with its tid needs privileges creds may drop.
+    # They get their own credentials and filters there (engine.threads); the task part then
+    # gives the main thread its own. The stub's pdeathsig (SIGKILL while we work) is replaced
+    # by the task part with the dumped one.
+    others = threads.restore(t, lay, core, cast(Task, img.parts["task"]))
     for part in PARTS:
-        for who in [t] + (others if getattr(part, "PER_THREAD", False) else []):
-            part.restore(who, lay, img.parts[part.KIND])
+        part.restore(t, lay, img.parts[part.KIND])
     mm.finish(t, lay)
     if not core.main_exited:  # else the main thread only exits (_let_go): nothing of its own
         cpu.restore(t, core)

@@ -124,8 +124,9 @@ def _boot_id() -> str:
         return f.read().strip()
 
 
-def dump(t: Tracee) -> Timers:
-    """The itimers and every POSIX timer of the (seized) task."""
+def dump(t: Tracee, others: list[Tracee]) -> Timers:
+    """The itimers and every POSIX timer of the (seized) task; its other threads (`others`)
+    have none of their own: timers belong to the process."""
     msg = Timers(pid=t.tgid, boot_id=_boot_id())
     queued = signals.pending(t)
     with t.scratch() as buf:
