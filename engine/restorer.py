@@ -257,6 +257,8 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
         for pid, t in leaders.items():
             threads_of[pid] = _rebuild(t, tasks[pid], src, shared_anon, own)
             traced += threads_of[pid]
+        for n in ns.namespaces:
+            namespaces.finish(leaders[n.creator], n)
         # Every task is whole before any runs again; a stopped one gets its stop signal
         # queued first, so it stops again before it runs a single instruction of its own.
         # One whose stop report its parent had taken stops first, while the parent is still

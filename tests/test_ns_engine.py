@@ -86,6 +86,14 @@ def _look(init: int) -> str:
     return r.stdout.strip()
 
 
+def _in(init: int, code: str) -> str:
+    """Run Python code inside the init's namespaces (a process forked into its pid namespace)."""
+    r = subprocess.run([str(build.helper("zdtm-nsinit")), "enter", str(init), sys.executable, "-c", code],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
 def _levels(pid: int) -> list[int]:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("NSpid:"):
@@ -133,6 +141,20 @@ def test_namespaces_come_back(tmp_path: Path) -> None:
         assert os.readlink(f"/proc/{child}/fd/{stat_fd}") == "/proc/2/stat"
         with open(f"/proc/{child}/fd/{stat_fd}") as f:
             assert f.read().startswith("2 (")
+    finally:
+        _kill(init)
+
+
+def test_the_next_pid_inside_is_the_one_it_would_have_been(tmp_path: Path) -> None:
+    """Every restored pid came by set_tid, which leaves a pid namespace's cursor alone: the
+    namespace's ns_last_pid must be given back, or the next fork there gets another pid."""
+    init = _start(tmp_path)
+    try:
+        _in(init, "open('/proc/sys/kernel/ns_last_pid', 'w').write('500')")
+        engine.dump([init], tmp_path / "img")
+        _kill(init)
+        assert engine.restore(tmp_path / "img") == [init]
+        assert _in(init, "import os; print(os.getpid())") == "501"
     finally:
         _kill(init)
 
