@@ -62,10 +62,10 @@ def _limits(pid: int) -> list[Rlimit]:
     """Every limit from /proc/PID/limits: prlimit() on a task of another uid needs
     CAP_SYS_RESOURCE, which root lacks on some machines (KERNEL-FACTS.md)."""
     out = []
-    for line in proc.read(pid, "limits").splitlines()[1:]:
-        res = next((i for i, n in enumerate(LIMITS) if line.startswith(n + " ")), None)
-        if res is None:
-            raise CkptError(f"pid {pid}: unknown line in /proc/PID/limits: {line!r}")
+    for res, line in enumerate(proc.read(pid, "limits").splitlines()[1:]):
+        # The kernel lists them in resource order (fs/proc/base.c lnames[]).
+        if res >= len(LIMITS) or not line.startswith(LIMITS[res] + " "):
+            raise CkptError(f"pid {pid}: unexpected line {res + 2} in /proc/PID/limits: {line!r}")
         soft, hard = line[len(LIMITS[res]):].split()[:2]
         out.append(Rlimit(resource=res, cur=UNLIMITED if soft == "unlimited" else int(soft),
                           max=UNLIMITED if hard == "unlimited" else int(hard)))
