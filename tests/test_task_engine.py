@@ -17,6 +17,7 @@ from typing import Iterator
 import pytest
 
 import engine
+from cbuild import compile_c
 from engine import images, seccomp
 from engine.errors import Unsupported
 from engine.images.task_pb2 import SeccompFilter
@@ -32,10 +33,7 @@ CAP_DAC_OVERRIDE, CAP_NET_BIND_SERVICE, CAP_SYS_BOOT = 1, 10, 22
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("task_attrs") / "task_attrs"
-    subprocess.run(["gcc", "-O1", "-Wall", "-Werror", "-pthread", "-o", str(out), str(SOURCE)],
-                   check=True, timeout=60)
-    return out
+    return compile_c(SOURCE, tmp_path_factory.mktemp("task_attrs") / "task_attrs")
 
 
 @pytest.fixture

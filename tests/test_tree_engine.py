@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import engine
+from cbuild import compile_c
 import native
 from engine.errors import CkptError
 
@@ -256,10 +257,7 @@ ZOMBIE_MAIN = Path(__file__).resolve().parent / "data" / "zombie_main.c"
 
 @pytest.fixture(scope="module")
 def zombie_main(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("zombie_main") / "zombie_main"
-    subprocess.run(["gcc", "-O1", "-Wall", "-Werror", "-pthread", "-o", str(out), str(ZOMBIE_MAIN)],
-                   check=True, timeout=60)
-    return out
+    return compile_c(ZOMBIE_MAIN, tmp_path_factory.mktemp("zombie_main") / "zombie_main")
 
 
 def _threads(pid: int) -> dict[int, tuple[str, int]]:
