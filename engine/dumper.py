@@ -6,15 +6,15 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
 from google.protobuf.message import Message
 
-from engine import cpu, files, images, mm, namespaces, proc, signals, stops, threads, tree
+from engine import cpu, files, images, mm, namespaces, proc, sharedfds, signals, stops, threads, tree
 from engine.parts import PARTS
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
-from engine.images.files_pb2 import PipeData
+from engine.images.files_pb2 import Files, PipeData
 from engine.images.inventory_pb2 import Inventory
 from engine.images.mm_pb2 import PageMap
 from engine.ptrace import Tracee, pinned
@@ -152,9 +152,12 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
         table = frozen.table()
         pipe_data: dict[int, PipeData] = {}
         per_task: dict[str, list[Message]] = {k.name: [] for k in images.KINDS.values() if k.per_task}
+        holders: list[tuple[int, Files]] = []  # a thread of each task (its fd table), its fds
         for task in frozen.tasks.values():
             if task.acting is not None:
                 _dump_task(task, out, pipe_data, per_task)
+                holders.append((task.acting.pid, cast(Files, per_task["files"][-1])))
+        sharedfds.mark(holders)  # across tasks: once every fd is recorded
         for kind, entries in per_task.items():
             images.write(images.path_of(out, kind), kind, entries)
         images.write(images.path_of(out, "tree"), "tree", [table])

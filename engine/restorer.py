@@ -12,7 +12,7 @@ from typing import TypeVar, cast
 
 from google.protobuf.message import Message
 
-from engine import cpu, execute, files, images, mm, namespaces, proc, signals, stops, threads
+from engine import cpu, execute, files, images, mm, namespaces, proc, sharedfds, signals, stops, threads
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import Files, PipeData
@@ -243,7 +243,7 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
     traced: list[Tracee] = []
     leaders: dict[int, Tracee] = {}
     shared_anon = mm.SharedAnon([img.mm for img in tasks.values()])
-    src = files.Sources(made, shared_anon.memfds, pids)
+    src = files.Sources(made, shared_anon.memfds, pids, sharedfds.Shared())
     try:
         for pid, row in table.rows.items():
             if not row.zombie:
@@ -284,4 +284,6 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
             t.kill()
         execute.kill(pids)
         raise
+    finally:
+        src.shared.close()  # the tasks keep theirs
     return [pids[r] for r in roots]
