@@ -17,6 +17,7 @@ import engine
 import engine.errors
 from engine.errors import Unsupported
 from harness import build
+from reaping import kill_all, wait_gone
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, ptrace, clone3 set_tid)")
 
@@ -207,8 +208,8 @@ def test_new_pidns_keeps_pids_inside_when_they_are_taken_outside(tmp_path: Path)
     live, zombie = sorted(_children(p.pid), key=lambda c: Path(f"/proc/{c}/stat").read_text().split()[2] == "Z")
     engine.dump([p.pid], tmp_path / "img")
     p.wait()
-    from test_tree_engine import _hold_pid, _kill_tree, _wait_gone
-    _wait_gone([live, zombie])
+    from test_tree_engine import _hold_pid
+    wait_gone([live, zombie])
     holder = _hold_pid(p.pid)  # the root's pid is taken here: only a new namespace has it free
     init = 0
     try:
@@ -228,9 +229,9 @@ def test_new_pidns_keeps_pids_inside_when_they_are_taken_outside(tmp_path: Path)
         _, status = os.waitpid(init, 0)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 128 + signal.SIGKILL
         init = 0
-        _wait_gone([root, *inside.values()])
+        wait_gone([root, *inside.values()])
         assert not any(os.path.exists(f"/proc/{c}") for c in [root, *inside.values()])
     finally:
-        _kill_tree([holder])
+        kill_all([holder])
         if init:
             _kill(init)

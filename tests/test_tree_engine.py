@@ -15,6 +15,7 @@ import pytest
 
 import engine
 from cbuild import compile_c
+from reaping import kill_all, wait_gone
 import native
 from engine.errors import CkptError
 
@@ -95,31 +96,6 @@ def _start(tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
     return p, ready
 
 
-def _kill_tree(pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    for pid in pids:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-
-
-def _wait_gone(pids: list[int]) -> None:
-    """Until the killed tree's pids are free (its zombies reaped by whoever got them)."""
-    deadline = time.monotonic() + 5
-    while any(os.path.exists(f"/proc/{p}") for p in pids) and time.monotonic() < deadline:
-        for p in pids:
-            try:
-                os.waitpid(p, os.WNOHANG)
-            except ChildProcessError:
-                pass
-        time.sleep(0.005)
-
-
 def test_tree_comes_back_whole_and_answers(tmp_path: Path) -> None:
     p, ready = _start(tmp_path, "tree")
     before = _table(p.pid)
@@ -127,7 +103,7 @@ def test_tree_comes_back_whole_and_answers(tmp_path: Path) -> None:
     try:
         engine.dump([p.pid], tmp_path / "img")
         p.wait()
-        _wait_gone(list(before))
+        wait_gone(list(before))
         roots = engine.restore(tmp_path / "img")
         assert roots == [p.pid]
         after = _table(p.pid)
@@ -146,8 +122,8 @@ def test_tree_comes_back_whole_and_answers(tmp_path: Path) -> None:
         time.sleep(0.05)
         assert _table(p.pid)[stopped][3] != "T"
     finally:
-        _kill_tree(list(_table(p.pid)) if os.path.exists(f"/proc/{p.pid}") else [])
-        _kill_tree([p.pid])
+        kill_all(list(_table(p.pid)) if os.path.exists(f"/proc/{p.pid}") else [])
+        kill_all([p.pid])
 
 
 def test_two_roots_in_one_dump(tmp_path: Path) -> None:
@@ -157,13 +133,13 @@ def test_two_roots_in_one_dump(tmp_path: Path) -> None:
     try:
         engine.dump([a.pid, b.pid], tmp_path / "img")
         a.wait(), b.wait()
-        _wait_gone(list(before))
+        wait_gone(list(before))
         assert engine.restore(tmp_path / "img") == [a.pid, b.pid]
         assert {**_table(a.pid), **_table(b.pid)} == before
     finally:
         for root in (a.pid, b.pid):
-            _kill_tree(list(_table(root)) if os.path.exists(f"/proc/{root}") else [])
-            _kill_tree([root])
+            kill_all(list(_table(root)) if os.path.exists(f"/proc/{root}") else [])
+            kill_all([root])
 
 
 def test_overlapping_roots_are_refused_and_left_running(tmp_path: Path) -> None:
@@ -178,7 +154,7 @@ def test_overlapping_roots_are_refused_and_left_running(tmp_path: Path) -> None:
         assert not (tmp_path / "img").exists()
         assert _table(p.pid) == before
     finally:
-        _kill_tree(list(before))
+        kill_all(list(before))
 
 
 def test_failed_restore_leaves_no_process(tmp_path: Path) -> None:
@@ -186,7 +162,7 @@ def test_failed_restore_leaves_no_process(tmp_path: Path) -> None:
     before = _table(p.pid)
     engine.dump([p.pid], tmp_path / "img")
     p.wait()
-    _wait_gone(list(before))
+    wait_gone(list(before))
     # A deep task's pid is taken: the tree is half made when the plan fails.
     orphan = next(pid for pid, s in before.items() if s[0] == p.pid and s[2] not in (p.pid,))
     holder = _hold_pid(orphan)
@@ -198,7 +174,7 @@ def test_failed_restore_leaves_no_process(tmp_path: Path) -> None:
                 and Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"]
         assert left == []
     finally:
-        _kill_tree([holder])
+        kill_all([holder])
 
 
 def _hold_pid(pid: int) -> int:
@@ -303,12 +279,12 @@ def test_main_thread_that_exited_alone_comes_back_a_zombie(tmp_path: Path, zombi
     try:
         engine.dump([p.pid], tmp_path / "img")
         p.wait()
-        _wait_gone([p.pid, *before])
+        wait_gone([p.pid, *before])
         assert engine.restore(tmp_path / "img") == [p.pid]
         _assert_zombie_main(child, before, prefix)
     finally:
-        _kill_tree([child, p.pid])
-        _kill_tree([p.pid])
+        kill_all([child, p.pid])
+        kill_all([p.pid])
 
 
 def test_main_thread_that_exited_alone_is_left_as_it_was(tmp_path: Path, zombie_main: Path) -> None:
@@ -323,5 +299,5 @@ def test_main_thread_that_exited_alone_is_left_as_it_was(tmp_path: Path, zombie_
         engine.dump([p.pid], tmp_path / "img", leave_running=True)
         _assert_zombie_main(child, before, prefix)
     finally:
-        _kill_tree([child, p.pid])
-        _kill_tree([p.pid])
+        kill_all([child, p.pid])
+        kill_all([p.pid])
