@@ -71,7 +71,7 @@ def _dump_path_fd(pid: int, fd: int, link: str, live: list[str]) -> Fd:
     if not opath and proc.fs_type(f"/proc/{pid}/fd/{fd}") == MQUEUE_MAGIC:
         raise Unsupported(f"pid {pid}: fd {fd} ({link}) is a POSIX message queue: not supported yet")
     entry = Fd(fd=fd, cloexec=bool(flags & os.O_CLOEXEC), path=link, flags=flags & ~os.O_CLOEXEC,
-               pos=int(info["pos"]), mode=st.st_mode)
+               pos=int(info["pos"]), mode=st.st_mode, dev=st.st_dev, ino=st.st_ino)
     if not removed.removed(link, st):
         return entry
     entry.unlinked = True

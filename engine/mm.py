@@ -303,8 +303,7 @@ def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> N
                 if batch and not by_preadv:  # a preadv covers runs consecutive in the file only
                     _preadv(t, lay, fd, batch, batch_off)
                     batch = []
-                if by_uffd:
-                    assert filler is not None
+                if filler is not None and by_uffd:
                     if area.start not in registered:
                         filler.register(area)
                         registered.add(area.start)

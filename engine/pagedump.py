@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from engine import images
 from engine.errors import CkptError
@@ -50,7 +50,7 @@ class _Sink:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd = -1
-        self.buf = _UNCLEARED("char[]", CHUNK)
+        self.buf: Any = None  # the read buffer, made at the first read: most tasks of a tree have few pages
 
     def write(self, data: bytes | memoryview) -> None:
         """Append data."""
@@ -83,6 +83,8 @@ class _Reader:
     def read(self, vma: Vma, addr: int, n: int, sink: _Sink) -> None:
         """Write n bytes (n <= CHUNK) at addr of the area to the sink."""
         if vma.perms[0] == "r" and self._exclusive(addr, n):
+            if sink.buf is None:
+                sink.buf = _UNCLEARED("char[]", CHUNK)
             self.local.iov_base = sink.buf
             self.local.iov_len = self.remote.iov_len = n
             self.remote.iov_base = ffi.cast("void *", addr)

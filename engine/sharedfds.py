@@ -11,9 +11,9 @@ already. Dups within one task stay `dup_of` references (engine.files)."""
 from __future__ import annotations
 
 import os
-import weakref
 from dataclasses import dataclass
 
+from engine import handover
 from engine.errors import CkptError
 from engine.images.files_pb2 import Fd, Files
 from native import ffi, lib
@@ -43,16 +43,13 @@ class _Held:
     entry: Fd
 
 
-def _key(h: _Held) -> Key | None:
-    """What every fd of one description has in common; None when it is gone or excluded."""
-    e = h.entry
+def _key(e: Fd) -> Key | None:
+    """What every fd of one description has in common (the dump noted the file's device and
+    inode: files by path and memfds; kernel fds have none, and kcmp alone tells them apart);
+    None for the fds left out."""
     if e.dup or e.pipe:
         return None
-    try:
-        st = os.stat(f"/proc/{h.pid}/fd/{e.fd}")
-    except FileNotFoundError:
-        return None
-    return st.st_dev, st.st_ino, e.flags, e.pos
+    return e.dev, e.ino, e.flags, e.pos
 
 
 def mark(tasks: list[tuple[int, Files]]) -> None:
@@ -61,10 +58,9 @@ def mark(tasks: list[tuple[int, Files]]) -> None:
     groups: dict[Key, list[_Held]] = {}
     for pid, files in tasks:
         for e in files.fds:
-            h = _Held(pid, e)
-            key = _key(h)
+            key = _key(e)
             if key is not None:
-                groups.setdefault(key, []).append(h)
+                groups.setdefault(key, []).append(_Held(pid, e))
     ids = 0
     for group in groups.values():
         if len({h.pid for h in group}) < 2:
@@ -97,7 +93,6 @@ class Shared:
     def __init__(self) -> None:
         self.ours: dict[int, int] = {}
         self.first: dict[int, tuple[int, Fd]] = {}  # id -> (pid, entry) of the task that opened it
-        self._closer = weakref.finalize(self, _close_all, self.ours)
 
     def get(self, pid: int, e: Fd) -> int | None:
         """Our copy of the description of a task's fd, if another holder opened it already."""
@@ -111,24 +106,11 @@ class Shared:
 
     def keep(self, pid: int, e: Fd) -> None:
         """Take a copy of a shared description the task just opened at fd e.fd."""
-        pidfd = os.pidfd_open(pid)
-        try:
-            got = int(lib.syscall(lib.SYS_pidfd_getfd, ffi.cast("long", pidfd), ffi.cast("long", e.fd),
-                                  ffi.cast("long", 0)))
-            if got < 0:
-                raise CkptError(f"pidfd_getfd of fd {e.fd} of task {pid}, shared by other tasks: "
-                                f"{os.strerror(ffi.errno)}")
-        finally:
-            os.close(pidfd)
-        self.ours[e.shared] = got
+        self.ours[e.shared] = handover.take(pid, e.fd, "shared by other tasks")
         self.first[e.shared] = (pid, e)
 
     def close(self) -> None:
-        """Our copies go."""
-        self._closer()
-
-
-def _close_all(fds: dict[int, int]) -> None:
-    for fd in fds.values():
-        os.close(fd)
-    fds.clear()
+        """Our copies go (the restorer closes them at the end, on failure too)."""
+        for fd in self.ours.values():
+            os.close(fd)
+        self.ours.clear()

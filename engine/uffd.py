@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from engine import handover
 from engine.errors import CkptError
 from engine.images.mm_pb2 import Vma
 from engine.ptrace import Tracee, home_cpus
@@ -57,17 +58,10 @@ class Filler:
     def _take(t: Tracee) -> int:
         """A userfaultfd made by the task, now ours; the task's own fd closed again."""
         theirs = t.call("userfaultfd", lib.SYS_userfaultfd, os.O_CLOEXEC | lib.UFFD_USER_MODE_ONLY)
-        pidfd = os.pidfd_open(t.pid)
         try:
-            ours = lib.syscall(lib.SYS_pidfd_getfd, ffi.cast("long", pidfd), ffi.cast("long", theirs),
-                               ffi.cast("long", 0))
-            err = ffi.errno
+            return handover.take(t.pid, theirs, "its userfaultfd")
         finally:
-            os.close(pidfd)
             t.call("close(userfaultfd)", lib.SYS_close, theirs)
-        if ours < 0:
-            raise CkptError(f"pid {t.pid}: pidfd_getfd of its userfaultfd: {os.strerror(err)}")
-        return int(ours)
 
     def register(self, area: Vma) -> None:
         """Take the area's missing pages (done once per area, before its first copy)."""
