@@ -1,10 +1,12 @@
 """Storing a task's pages at dump: which pages (PAGEMAP_SCAN), read how (process_vm_readv or
-/proc/PID/mem into one reused buffer), written in large chunks. A writer thread overlapping
-the reads with the writes was tried and measured no faster here: the page cache's allocation
-of fresh pages is the limit, not the reading."""
+/proc/PID/mem into a few reused buffers), written in order by a writer thread once a task has
+more than a few MiB, so that reading one chunk overlaps writing the one before (each alone
+costs about as much as the other here: two copies, one of them into fresh page cache)."""
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -15,7 +17,9 @@ from native import ffi, lib
 
 PAGE = images.PAGE_SIZE
 SCAN_PAGES = 4096  # regions per PAGEMAP_SCAN call
-CHUNK = 8 << 20  # bytes per read and per write
+CHUNK = 4 << 20  # bytes per read and per write
+BUFFERS = 3  # read buffers once threaded: one being read into, one being written, one spare
+THREADED = 8 << 20  # bytes written in line before the writer thread starts: small tasks need none
 # Buffers the kernel fills: not cleared first (a cleared 8 MiB read buffer per task, and a
 # cleared scan vector per area, were a third of a small task's dump).
 _UNCLEARED = ffi.new_allocator(should_clear_after_alloc=False)
@@ -45,26 +49,80 @@ def _regions(pagemap: int, start: int, end: int) -> Iterator[tuple[int, int, int
 
 
 class _Sink:
-    """The pages file (0600), created at its first write (a task with no stored pages has none)."""
+    """The pages file (0600), created at its first write (a task with no stored pages has none).
+    Chunks reach the file in the order they are put; past THREADED bytes a writer thread writes
+    them while the caller reads the next."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd = -1
-        self.buf: Any = None  # the read buffer, made at the first read: most tasks of a tree have few pages
+        self.done = 0  # bytes put so far
+        self.spare: list[Any] = []  # read buffers, made when first needed
+        self.free: queue.SimpleQueue[Any] | None = None  # once threaded: buffers back from the writer
+        self.todo: queue.SimpleQueue[tuple[Any, int] | None] | None = None
+        self.writer: threading.Thread | None = None
+        self.error: Exception | None = None
 
-    def write(self, data: bytes | memoryview) -> None:
-        """Append data."""
+    def buffer(self) -> Any:
+        """A read buffer of CHUNK bytes, free to fill (once threaded, maybe after a wait)."""
+        if self.free is not None:
+            return self.free.get()
+        if not self.spare:
+            self.spare.append(_UNCLEARED("char[]", CHUNK))
+        return self.spare[0]
+
+    def put(self, data: Any, n: int) -> None:
+        """Append the first n bytes of data (a buffer from buffer(), or bytes)."""
+        self._check()
+        self.done += n
+        if self.todo is not None:
+            self.todo.put((data, n))
+            return
+        self._write(data, n)
+        if self.done >= THREADED:
+            self._thread()
+
+    def _thread(self) -> None:
+        self.free, self.todo = queue.SimpleQueue(), queue.SimpleQueue()
+        for buf in self.spare + [_UNCLEARED("char[]", CHUNK) for _ in range(BUFFERS - len(self.spare))]:
+            self.free.put(buf)
+        self.writer = threading.Thread(target=self._drain, name="ckpt-pages", daemon=True)
+        self.writer.start()
+
+    def _drain(self) -> None:
+        """The writer thread: write chunks until told to stop; after an error only hand buffers back."""
+        assert self.todo is not None and self.free is not None
+        while (item := self.todo.get()) is not None:
+            data, n = item
+            if self.error is None:
+                try:
+                    self._write(data, n)
+                except Exception as e:  # noqa: BLE001 - any: the reader must not wait on a dead writer
+                    self.error = e
+            if not isinstance(data, bytes):
+                self.free.put(data)
+
+    def _write(self, data: Any, n: int) -> None:
         if self.fd < 0:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        view = memoryview(data)
+        view = memoryview(data if isinstance(data, bytes) else ffi.buffer(data, n))
         while view:
             view = view[os.write(self.fd, view):]
 
     def close(self) -> None:
-        """Close the file, if made."""
+        """Wait for the writer to finish, close the file (if made); an error it met is raised."""
+        if self.writer is not None and self.todo is not None:
+            self.todo.put(None)
+            self.writer.join()
+            self.writer = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        self._check()
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise CkptError(f"writing {self.path}: {getattr(self.error, 'strerror', None) or self.error}")
 
 
 class _Reader:
@@ -83,18 +141,19 @@ class _Reader:
     def read(self, vma: Vma, addr: int, n: int, sink: _Sink) -> None:
         """Write n bytes (n <= CHUNK) at addr of the area to the sink."""
         if vma.perms[0] == "r" and self._exclusive(addr, n):
-            if sink.buf is None:
-                sink.buf = _UNCLEARED("char[]", CHUNK)
-            self.local.iov_base = sink.buf
+            buf = sink.buffer()
+            self.local.iov_base = buf
             self.local.iov_len = self.remote.iov_len = n
             self.remote.iov_base = ffi.cast("void *", addr)
             if lib.process_vm_readv(self.pid, self.local, 1, self.remote, 1, 0) == n:
-                sink.write(ffi.buffer(sink.buf, n))
+                sink.put(buf, n)
                 return
+            if sink.free is not None:
+                sink.free.put(buf)  # not used after all
         data = os.pread(self.mem, n, addr)  # unreadable, shared, or a short copy: the slow way
         if len(data) != n:
             raise CkptError(f"short read of {n} bytes at {addr:#x} from /proc/PID/mem")
-        sink.write(data)
+        sink.put(data, n)
 
     def _exclusive(self, addr: int, n: int) -> bool:
         """Whether every page of [addr, addr + n) is mapped by this task alone (pagemap bit 56)."""
