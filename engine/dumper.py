@@ -10,7 +10,7 @@ from typing import Sequence, cast
 
 from google.protobuf.message import Message
 
-from engine import cpu, files, images, mm, namespaces, proc, sharedfds, signals, stops, threads, tree
+from engine import cpu, fdtables, files, images, mm, namespaces, proc, sharedfds, signals, stops, threads, tree
 from engine.parts import PARTS
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
@@ -40,7 +40,7 @@ def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_t
         core.blocked = tree.status_masks(proc.status(pid))[0]
         core.cpus.extend(sorted(os.sched_getaffinity(pid)))
     # A zombie main thread's /proc shows no fds and no memory: read them through t's.
-    fds = files.dump(t.pid, pipe_data)
+    fds = files.dump(t.pid, pipe_data, with_fds=not task.entry.files_of_parent)
     fds.pid = pid
     area, runs = mm.dump(t, out)
     # After the memory: the scratch page these remote calls use must not be in the image.
@@ -62,6 +62,13 @@ def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_t
     per_task["files"].append(fds)
     for part in PARTS:
         per_task[part.KIND].append(part.dump(t, others))
+
+
+def _mark_fd_tables(frozen: tree.Frozen) -> None:
+    """Mark the tasks whose fd table is their parent's (engine.fdtables)."""
+    live = {pid: (task.acting.pid, task.entry.ppid) for pid, task in frozen.tasks.items() if task.acting is not None}
+    for pid in fdtables.of_parent(live) if len(live) > 1 else ():
+        frozen.tasks[pid].entry.files_of_parent = True
 
 
 def _refuse(pid: int) -> None:
@@ -149,6 +156,7 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
         frozen = _freeze(roots, cgroup)
         made = namespaces.dump(frozen)  # before the table: it sets the entries' ns_flags
         stops.mark(frozen)  # before the table too: it sets stop_collected
+        _mark_fd_tables(frozen)  # and files_of_parent
         table = frozen.table()
         pipe_data: dict[int, PipeData] = {}
         per_task: dict[str, list[Message]] = {k.name: [] for k in images.KINDS.values() if k.per_task}

@@ -50,7 +50,7 @@ def _encode(plan: Plan, table: Table, order: list[int]) -> tuple[Any, Any]:
         if len(levels) > lib.CKPT_PLAN_LEVELS:
             raise CkptError(f"pid {key} is {len(levels)} pid namespaces deep: at most {lib.CKPT_PLAN_LEVELS}")
         actors[i].nlevels = len(levels)
-        actors[i].flags = row.ns_flags if row else 0
+        actors[i].flags = (row.ns_flags | (lib.CLONE_FILES if row.files_of_parent else 0)) if row else 0
         actors[i].depth = depth.get(key, 0) + shift
         if key == NEW_INIT:
             actors[i].flags, actors[i].depth, actors[i].init = lib.CLONE_NEWPID | lib.CLONE_NEWNS, 1, 1

@@ -27,8 +27,9 @@ def _umask(pid: int) -> int:
     return int(proc.status(pid).get("Umask", "022"), 8)
 
 
-def dump(pid: int, pipe_data: dict[int, PipeData]) -> Files:
-    """Every fd of the task (refusing kinds not supported yet, by name), cwd, root, umask."""
+def dump(pid: int, pipe_data: dict[int, PipeData], with_fds: bool = True) -> Files:
+    """Every fd of the task (refusing kinds not supported yet, by name; none without with_fds:
+    its table is another task's), cwd, root, umask."""
     out = Files(pid=pid, cwd=os.readlink(f"/proc/{pid}/cwd"), root=os.readlink(f"/proc/{pid}/root"),
                 umask=_umask(pid))
     if out.root.endswith(DELETED):
@@ -36,6 +37,8 @@ def dump(pid: int, pipe_data: dict[int, PipeData]) -> Files:
     if removed.removed(out.cwd, os.stat(f"/proc/{pid}/cwd")):
         out.cwd_removed.CopyFrom(removed.cwd_dir(pid))
         out.cwd = out.cwd.removesuffix(DELETED)
+    if not with_fds:
+        return out
     links = {int(n): os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}
     live = [x for x in links.values() if x.startswith("/") and not x.endswith(DELETED)]
     for fd, link in sorted(links.items()):
@@ -134,6 +137,11 @@ def restore(t: Tracee, lay: Layout, files: Files, src: Sources, hand: Handover) 
     finally:
         temps.remove()
     hand.close()
+    _cwd_root(t, lay, files)
+
+
+def restore_fs(t: Tracee, lay: Layout, files: Files) -> None:
+    """cwd, root and umask alone: for a task whose fd table another task's restore fills."""
     _cwd_root(t, lay, files)
 
 

@@ -12,7 +12,9 @@ Semantics (each mirrors the kernel; a step that the kernel would refuse is an er
   the table, or any free pid for a helper with a negative key), in the new namespaces its
   row's `ns_flags` name (a pid namespace's init has one more pid level, the innermost 1). Its parent is A, or A's
   parent with CLONE_PARENT (refused for actor 0 and for a pid namespace's init). It starts
-  in A's process group and session, not a subreaper, and runs its own operation list.
+  in A's process group and session, not a subreaper, and runs its own operation list. A
+  row with `files_of_parent` is forked with CLONE_FILES: it shares A's fd table, and A must
+  be its parent at the end.
   The pid must be free: not used by any task, zombie, process group or session.
 - `Setsid()`: refused if any task or zombie has the caller's pid as its process group
   (the caller included). Then sid = pgid = pid.
@@ -57,6 +59,7 @@ class TaskRow:
     ns_flags: int = 0  # CLONE_NEW* namespaces its fork makes (CLONE_NEWPID for an init)
     nspgids: tuple[int, ...] = ()  # its group and session at every level, outermost first
     nssids: tuple[int, ...] = ()  # (0 where their leader is not visible)
+    files_of_parent: bool = False  # shares its parent's fd table: forked by it with CLONE_FILES
 
 
 @dataclass(frozen=True, slots=True)

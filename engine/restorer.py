@@ -56,7 +56,8 @@ def table_of(tree: Tree) -> Table:
     rows = {e.pid: TaskRow(pid=e.pid, ppid=e.ppid, pgid=e.pgid, sid=e.sid, zombie=e.zombie, status=e.status,
                            subreaper=e.subreaper, stopped=e.stopped, nspids=tuple(e.nspids),
                            threads=max(len(e.tids), 1), sigmasks=(e.sig_blocked, e.sig_ignored, e.sig_caught), comm=e.comm,
-                           ns_flags=e.ns_flags, nspgids=tuple(e.nspgids), nssids=tuple(e.nssids))
+                           ns_flags=e.ns_flags, nspgids=tuple(e.nspgids), nssids=tuple(e.nssids),
+                           files_of_parent=e.files_of_parent)
             for e in tree.tasks}
     return Table(rows, tree.outer_sid, tree.outer_pgid)
 
@@ -131,15 +132,20 @@ def _check_main(directory: Path, core: Core) -> None:
         raise images.ImageError(path, 0, f"task {core.pid}: its main thread exited but it has no other thread")
 
 
-def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.SharedAnon, own: int) -> list[Tracee]:
+def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.SharedAnon, own: int,
+             files_of_parent: bool) -> list[Tracee]:
     """Turn the stub into the dumped task (`own`: the pidfd of us it inherited); return its
-    other threads (stopped, traced)."""
+    other threads (stopped, traced). With files_of_parent its fd table is its parent's, which
+    gets the fds when rebuilt after it."""
     core = img.core
     hand = Handover(t, own)
     cpu.unregister_rseq(t)
     lay = mm.prepare(t, img.mm)
     mm.restore(t, lay, img.mm, img.runs, img.pages, shared_anon, hand)
-    files.restore(t, lay, img.files, src, hand)  # sessions and groups: the plan made them
+    if files_of_parent:
+        files.restore_fs(t, lay, img.files)
+    else:
+        files.restore(t, lay, img.files, src, hand)  # sessions and groups: the plan made them
     threads.set_name(t, lay, core.comm)
     signals.restore(t, lay, core)
     # Threads before the parts: creating one with its tid needs privileges creds may drop.
@@ -155,6 +161,20 @@ def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.Sha
     t.mask = core.blocked  # set at detach
     t.restore_cpus = set(core.cpus) or home_cpus()  # set at detach
     return others
+
+
+def _rebuild_order(table: Table, leaders: dict[int, Tracee]) -> list[int]:
+    """The live tasks in the order they are rebuilt: one sharing its parent's fd table before
+    that parent (which closes what the stubs had in the table, the pidfd of us they use
+    included), the deeper first; then the others as they come."""
+    def depth(pid: int) -> int:
+        n = 0
+        while table.rows[pid].files_of_parent:
+            pid, n = table.rows[pid].ppid, n + 1
+        return n
+
+    sharers = sorted((p for p in leaders if table.rows[p].files_of_parent), key=depth, reverse=True)
+    return sharers + [p for p in leaders if not table.rows[p].files_of_parent]
 
 
 def _await_free(table: Table, timeout: float = 2.0) -> None:
@@ -254,8 +274,8 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
         for n in ns.namespaces:
             namespaces.restore(leaders[n.creator], n)
         threads_of: dict[int, list[Tracee]] = {}
-        for pid, t in leaders.items():
-            threads_of[pid] = _rebuild(t, tasks[pid], src, shared_anon, own)
+        for pid in _rebuild_order(table, leaders):
+            threads_of[pid] = _rebuild(leaders[pid], tasks[pid], src, shared_anon, own, table.rows[pid].files_of_parent)
             traced += threads_of[pid]
         for n in ns.namespaces:
             namespaces.finish(leaders[n.creator], n)

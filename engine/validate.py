@@ -41,11 +41,12 @@ class Proc:
     zombie: bool = False
     status: int = 0
     subreaper: bool = False
+    files: int = 0  # its fd table, named by the task that made it (CLONE_FILES shares the creator's)
 
     def clone(self) -> Proc:
         """An independent copy (much faster than dataclasses.replace)."""
         return Proc(self.pid, self.ppid, self.pgid, self.sid, self.nspids, self.ns, self.zombie, self.status,
-                    self.subreaper)
+                    self.subreaper, self.files)
 
     def is_init(self) -> bool:
         """The init of a pid namespace (its children reaper, immune to CLONE_PARENT)."""
@@ -105,7 +106,8 @@ class Kernel:
                 return f"the {'group' if p.pgid == pid else 'session'} of {owner}"
         return None
 
-    def fork(self, creator: int, pid: int | None, nspids: tuple[int, ...] | None, clone_parent: bool) -> Proc:
+    def fork(self, creator: int, pid: int | None, nspids: tuple[int, ...] | None, clone_parent: bool,
+             clone_files: bool = False) -> Proc:
         """Make a task; pid None: a fresh pid at every level of its creator's namespaces."""
         c = self.procs[creator]
         if clone_parent and creator == RESTORER:
@@ -139,7 +141,7 @@ class Kernel:
         if clone_parent:
             self.acc.reads.append(("parent", creator))
             ppid = c.ppid
-        self.procs[pid] = p = Proc(pid, ppid, c.pgid, c.sid, nspids, ns)
+        self.procs[pid] = p = Proc(pid, ppid, c.pgid, c.sid, nspids, ns, files=c.files if clone_files else pid)
         for init in ns[:-1] if ns and ns[-1] == pid else ns:
             self._ns_tasks.setdefault(init, set()).add(pid)
         self.acc.writes += [("alive", pid), ("parent", pid), ("group", pid)]
@@ -303,7 +305,7 @@ class Run:
                     raise Refused(f"{self.who(key)} was already forked")
                 if key in self.table.rows:
                     row = self.table.rows[key]
-                    child = k.fork(pid, key, row.nspids or (key,), clone_parent)
+                    child = k.fork(pid, key, row.nspids or (key,), clone_parent, row.files_of_parent)
                 elif key in self.helpers and key > 0:
                     child = k.fork(pid, key, self.table.levels(key), clone_parent)
                 elif key in self.helpers:
@@ -497,6 +499,10 @@ def _final(table: Table, run: Run) -> None:
             ("pids", row.nspids or (pid,), got.nspids)]
         if row.zombie:
             checks.append(("wait status", row.status, got.status))
+        else:
+            parent = procs.get(got.ppid)
+            shares = parent is not None and not parent.zombie and parent.files == got.files
+            checks.append(("fd table shared with its parent", row.files_of_parent, shares))
         for what, want, have in checks:
             if want != have:
                 raise PlanError(f"task {pid} ends with {what} {have}, expected {want}")

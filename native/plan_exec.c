@@ -51,7 +51,7 @@ struct ckpt_plan_actor {
 	int first, nops;	/* its operations: ops[first .. first + nops) */
 	int nlevels;		/* pids given, innermost first; 0: any free pid */
 	int tids[CKPT_PLAN_LEVELS];
-	int flags;		/* CLONE_NEW* namespaces its fork makes */
+	int flags;		/* CLONE_NEW* namespaces its fork makes, CLONE_FILES */
 	int depth;		/* pid namespaces below the caller's it lives in */
 	int init;		/* 1: the init of a new pid namespace of ours (see plan_init) */
 	int pid;		/* as the caller sees it, once made */

@@ -282,11 +282,24 @@ BAD: dict[str, tuple[Table, Plan, str]] = {
         _table(ROOT),
         _plan(r=[Fork(100)], t100=[Setsid(), Subreaper(True)]),
         r"task 100 ends with subreaper True, expected False"),
+    "an fd table shared through a sibling (CLONE_PARENT)": (
+        _table(ROOT, KID, TaskRow(102, 100, 100, 100, files_of_parent=True)),
+        _plan(r=[Fork(100)], t100=[Setsid(), Fork(101)], t101=[Fork(102, clone_parent=True)]),
+        r"task 102 ends with fd table shared with its parent False, expected True"),
     "a group left wrong": (
         _table(ROOT, TaskRow(101, 100, 101, 100)),
         _plan(r=[Fork(100)], t100=[Setsid(), Fork(101)]),
         r"task 101 ends with group 100, expected 101"),
 }
+
+
+def test_fd_table_sharers_are_forked_by_their_parent() -> None:
+    table = _table(ROOT, KID, TaskRow(102, 101, 100, 100, files_of_parent=True),
+                   TaskRow(103, 102, 100, 100, files_of_parent=True), TaskRow(104, 102, 100, 100))
+    for name in ("standard", "brute"):
+        plan = make_plan(table, name)
+        forks = {op.pid: actor for actor, ops in plan.ops.items() for op in ops if isinstance(op, Fork)}
+        assert (forks[102], forks[103], forks[104]) == (101, 102, 102), name
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

@@ -179,7 +179,8 @@ class _Search:
         pid = self.pid_of[key]
         if isinstance(op, Fork):
             child = self.pid_of[op.pid]
-            k.fork(pid, child, (child,), op.clone_parent)
+            row = self.rows.get(op.pid)
+            k.fork(pid, child, (child,), op.clone_parent, row is not None and row.files_of_parent)
         else:
             k.apply(pid, op, self.pid_of[op.pid] if isinstance(op, Reap) else 0)
 
