@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine.errors import Unsupported
+from engine import fdtables
+from engine.errors import CkptError, Unsupported
 from engine.sharedfds import same
 from native import ffi, lib
 from tests.reaping import kill_all, wait_gone
@@ -113,3 +114,16 @@ def test_a_table_shared_off_the_parent_line_is_refused(tmp_path: Path) -> None:
         kill_all(every)
         p.wait()
         wait_gone(every)
+
+
+def test_kcmp_groups_name_a_task_that_is_gone() -> None:
+    p = subprocess.Popen(["sleep", "60"])
+    try:
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        assert fdtables.groups([os.getpid(), p.pid]) in ([[os.getpid()], [p.pid]], [[p.pid], [os.getpid()]])
+        with pytest.raises(CkptError, match=r"kcmp\(2\) over 3 tasks: No such process"):
+            fdtables.groups([os.getpid(), p.pid, gone.pid])
+    finally:
+        p.kill()
+        p.wait()
