@@ -152,8 +152,9 @@ def _dump_pages(vma: Vma, pagemap: int, reader: _Reader, pages: _LazyFile) -> li
     return runs
 
 
-def dump(t: Tracee, out: Path) -> tuple[Mm, list[PageRun]]:
-    """The task's areas, mm fields and pages (written to its pages file)."""
+def dump(t: Tracee, out: Path, owner: int = 0) -> tuple[Mm, list[PageRun]]:
+    """The task's areas, mm fields and pages (written to its pages file). owner: the task whose
+    image it is, when not t: a task asleep in vfork, whose memory is read through its child."""
     pid = t.pid
     ours = t.kept_scratch()
     vmas = [Vma(start=v.start, end=v.end, perms=v.perms, pgoff=v.pgoff, path=v.path, vmflags=v.vmflags,
@@ -171,7 +172,7 @@ def dump(t: Tracee, out: Path) -> tuple[Mm, list[PageRun]]:
 
     with open(f"/proc/{pid}/auxv", "rb") as a:
         auxv = a.read()
-    mm = Mm(pid=pid, vmas=vmas, start_code=field(26), end_code=field(27), start_stack=field(28),
+    mm = Mm(pid=owner or pid, vmas=vmas, start_code=field(26), end_code=field(27), start_stack=field(28),
             start_data=field(45), end_data=field(46), start_brk=field(47), arg_start=field(48),
             arg_end=field(49), env_start=field(50), env_end=field(51),
             brk=t.call("brk(0)", lib.SYS_brk, 0), auxv=auxv, exe=os.readlink(f"/proc/{pid}/exe"),
@@ -179,7 +180,7 @@ def dump(t: Tracee, out: Path) -> tuple[Mm, list[PageRun]]:
     runs: list[PageRun] = []
     pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
     mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
-    pages = _LazyFile(images.pages_path(out, pid))
+    pages = _LazyFile(images.pages_path(out, owner or pid))
     reader = _Reader(pid, mem, pagemap)
     try:
         for vma in vmas:

@@ -116,6 +116,7 @@ def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.Sha
     lay = mm.prepare(t, img.mm)
     mm.restore(t, lay, img.mm, img.runs, img.pages, shared_anon, hand)
     files.restore(t, lay, img.files, src, hand)  # sessions and groups: the plan made them
+    hand.close()
     threads.set_name(t, lay, core.comm)
     signals.restore(t, lay, core)
     # Threads before the parts: creating one with its tid needs privileges creds may drop;

@@ -140,12 +140,26 @@ def dump(t: Tracee) -> Task:
     with t.scratch() as buf:
         # One batch: the pdeathsig (an int) and the tid address (a pointer) land side by side.
         securebits, dumpable, thp, _, _ = t.batch(
-            [(lib.SYS_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0), (lib.SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0),
-             (lib.SYS_prctl, PR_GET_THP_DISABLE, 0, 0, 0, 0), (lib.SYS_prctl, PR_GET_PDEATHSIG, buf, 0, 0, 0),
-             (lib.SYS_prctl, PR_GET_TID_ADDRESS, buf + 8, 0, 0, 0)],
-            ["prctl(PR_GET_SECUREBITS)", "prctl(PR_GET_DUMPABLE)", "prctl(PR_GET_THP_DISABLE)",
-             "prctl(PR_GET_PDEATHSIG)", "prctl(PR_GET_TID_ADDRESS)"])
+            [(lib.SYS_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0), *mm_calls(),
+             (lib.SYS_prctl, PR_GET_PDEATHSIG, buf, 0, 0, 0), (lib.SYS_prctl, PR_GET_TID_ADDRESS, buf + 8, 0, 0, 0)],
+            ["prctl(PR_GET_SECUREBITS)", *MM_CALLS, "prctl(PR_GET_PDEATHSIG)", "prctl(PR_GET_TID_ADDRESS)"])
         pdeathsig, clear_tid = struct.unpack("<i4xQ", t.read(buf, 16))
+    return assemble(pid, securebits, dumpable, thp, pdeathsig, clear_tid)
+
+
+MM_CALLS = ["prctl(PR_GET_DUMPABLE)", "prctl(PR_GET_THP_DISABLE)"]
+
+
+def mm_calls() -> list[tuple[int, ...]]:
+    """The remote calls that read what the task's memory (its mm) holds: dumpable, the THP
+    switch. Any task sharing the memory answers them alike."""
+    return [(lib.SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0), (lib.SYS_prctl, PR_GET_THP_DISABLE, 0, 0, 0, 0)]
+
+
+def assemble(pid: int, securebits: int, dumpable: int, thp: int, pdeathsig: int, clear_tid: int) -> Task:
+    """The task's part from what remote calls (or the kernel's structures) told and /proc."""
+    st = proc.status(pid)
+    mode = int(st.get("Seccomp", "0"))
     head, size = _robust_list(pid)
     filters = _seccomp(pid, int(st.get("Seccomp_filters", "0"))) if mode == SECCOMP_MODE_FILTER else []
     _same_in_threads(pid, st, filters)
