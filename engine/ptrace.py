@@ -284,9 +284,47 @@ class Tracee:
         raise_for(self.pid, f"{_STEPS.get(st.step, 'ptrace')} for remote {name}", st.err)
 
     def trace_clones(self) -> None:
-        """Tasks this one forks or clones are traced from birth (PTRACE_O_TRACECLONE/FORK)."""
+        """Tasks this one forks, vforks or clones are traced from birth (PTRACE_O_TRACECLONE,
+        FORK, VFORK)."""
         self._ptrace(lib.PTRACE_SETOPTIONS, "SETOPTIONS", data=lib.PTRACE_O_TRACESYSGOOD | lib.PTRACE_O_SUSPEND_SECCOMP
-                     | lib.PTRACE_O_TRACECLONE | lib.PTRACE_O_TRACEFORK)
+                     | lib.PTRACE_O_TRACECLONE | lib.PTRACE_O_TRACEFORK | lib.PTRACE_O_TRACEVFORK)
+
+    def stop_at_vfork(self, nr: int, *args: int) -> int:
+        """Run one syscall that makes a vfork child (see trace_clones) up to its
+        PTRACE_EVENT_VFORK stop, where the child exists and the kernel has yet to wait for it
+        (kernel_clone): the child's pid as we see it. The task stays in that stop: from here
+        only ptrace requests (a syscall would wait for the child), until release_in_syscall()."""
+        regs = ffi.new("struct user_regs_struct *", self.saved[0])
+        regs.rip, regs.rax, regs.orig_rax = self.syscall_address(), nr, NO_SYSCALL
+        for name, value in zip(("rdi", "rsi", "rdx", "r10", "r8", "r9"), args):
+            setattr(regs, name, value & NO_SYSCALL)
+        self.set_regs(regs)
+        self._after_syscall = True
+        self._ptrace(lib.PTRACE_SYSCALL, "SYSCALL")
+        st = self._wait()
+        for _ in range(4):  # a stop we asked for earlier may come first (see native/remote.c)
+            if (st >> 16) != lib.PTRACE_EVENT_STOP:
+                break
+            self._ptrace(lib.PTRACE_SYSCALL, "SYSCALL")
+            st = self._wait()
+        if not os.WIFSTOPPED(st) or os.WSTOPSIG(st) != signal.SIGTRAP | 0x80:
+            raise CkptError(f"pid {self.pid}: expected a syscall-entry stop, got status {st:#x}")
+        self._ptrace(lib.PTRACE_SYSCALL, "SYSCALL")
+        st = self._wait()
+        if (st >> 16) != lib.PTRACE_EVENT_VFORK:
+            rc = _signed(self.get_regs().rax)
+            why = os.strerror(-rc) if -4096 < rc < 0 else f"status {st:#x}"
+            raise CkptError(f"pid {self.pid}: remote vfork (syscall {nr}): {why}")
+        child = ffi.new("unsigned long *")
+        self._ptrace(lib.PTRACE_GETEVENTMSG, "GETEVENTMSG", data=child)
+        return int(child[0])
+
+    def release_in_syscall(self) -> None:
+        """Let go a task stopped at a ptrace event inside a syscall (stop_at_vfork) with its
+        saved registers, orig_rax too: the syscall goes on (/proc/PID/syscall shows it) and the
+        kernel writes its return value."""
+        self.set_regs(self.saved)
+        self.release()
 
     def call(self, what: str, nr: int, *args: int) -> int:
         """A remote syscall that must succeed: its result, or CkptError naming `what`."""
