@@ -185,7 +185,7 @@ def dump(frozen: Frozen) -> Namespaces:
     out = Namespaces()
     for pid, task in frozen.tasks.items():  # parents first
         parent, leader = task.entry.ppid, task.leader
-        if leader is None:
+        if task.zombie:
             continue  # a zombie has no namespaces left: it was forked into its parent's
         mine = seen[pid] = ids(pid)
         # A root is restored as a child of the restorer: what it has that we lack, it made.
@@ -207,6 +207,9 @@ def dump(frozen: Frozen) -> Namespaces:
             if (kind, mine[kind]) in made:
                 raise Unsupported(f"pid {pid}: its {kind} namespace is also task {made[kind, mine[kind]]}'s, "
                                   "which it did not inherit (entered with setns: not supported)")
+            if leader is None:
+                raise Unsupported(f"pid {pid}: it made a {kind} namespace and waits in vfork, where the "
+                                  "namespace's state cannot be read")
             made[kind, mine[kind]] = pid
             f |= flag
             out.namespaces.append(_state(kind, leader, outer, mine[kind]))

@@ -5,12 +5,16 @@ session, state, subreaper flag and pids in every pid namespace.
 Growth while freezing: a task not yet frozen may fork or create threads, so listings are
 repeated until one finds nothing new; listings that keep finding tasks born during the freeze,
 or threads not yet seized, are bounded (MAX_SCANS), then KeepsGrowing names the task and the
-caller lets every task go as it was."""
+caller lets every task go as it was.
+
+A task asleep in vfork is not seized: no ptrace stop reaches it, and it stays asleep while its
+child is frozen (engine.vfork pairs the two once the tree is)."""
 from __future__ import annotations
 
 import errno
 import os
 import re
+import signal
 import struct
 import time
 from dataclasses import dataclass, field
@@ -53,8 +57,17 @@ class Task:
     """One task of the tree: its table entry, and for a live one its seized threads."""
 
     entry: TaskEntry
-    leader: Tracee | None = None  # None for a zombie
+    leader: Tracee | None = None  # None for a zombie, and for a task asleep in vfork
     others: list[Tracee] = field(default_factory=list)
+    # Alive, asleep in vfork until its child execs or exits: never seized (no ptrace stop
+    # reaches it there, and a seized one could not be detached: engine.asleep). It cannot run
+    # while its child is frozen.
+    in_vfork: bool = False
+
+    @property
+    def zombie(self) -> bool:
+        """Dead, waiting to be reaped."""
+        return self.leader is None and not self.in_vfork
 
 
 @dataclass(slots=True)
@@ -130,7 +143,7 @@ def _children(pids: list[int], frozen: Frozen) -> list[tuple[int, int]]:
     new: list[tuple[int, int]] = []
     seen: set[int] = set()
     for pid in pids:
-        if frozen.tasks[pid].leader is None:
+        if frozen.tasks[pid].zombie:
             continue  # a zombie's children went to a reaper when it died
         for kid in proc.children(pid):
             if kid in frozen.roots:
@@ -283,7 +296,7 @@ def _take(pid: int, parent: int, frozen: Frozen, optional: bool = False) -> bool
             return False
         raise
     entry = task.entry
-    if task.leader is None:
+    if task.zombie:
         if parent == 0:
             if optional:
                 return False  # a process of the cgroup that died: its parent, outside, reaps it
@@ -305,14 +318,18 @@ def _seize(pid: int, parent: int, frozen: Frozen) -> Task:
     st = proc.stat(pid)
     if st.flags & PF_KTHREAD:
         raise CkptError(f"pid {pid} ({st.comm}) is a kernel thread")
-    if st.state == "D" and _in_vfork(pid):
-        _leave_vfork(pid, pid)
-        st = proc.stat(pid)
+    asleep = st.state == "D" and in_vfork(pid) and not _left_vfork(pid)
+    st = proc.stat(pid)
     status = proc.status(pid)
     entry = TaskEntry(pid=pid, ppid=parent, pgid=st.pgid, sid=st.sid, nspids=proc.levels(status, "NSpid", pid),
                       nspgids=proc.levels(status, "NSpgid", st.pgid), nssids=proc.levels(status, "NSsid", st.sid))
     task = Task(entry)
     if st.state in "ZX":
+        return task
+    if asleep:
+        if proc.threads(pid) > 1:
+            raise Unsupported(f"pid {pid} waits in vfork for its child while its other threads run (not supported)")
+        task.in_vfork = True  # engine.vfork pairs it with its child once the tree is frozen
         return task
     try:
         task.leader = Tracee(pid, keep_scratch=True)
@@ -343,20 +360,25 @@ def _zombie_soon(pid: int) -> proc.TaskStat:
     return st
 
 
-def _leave_vfork(pid: int, tid: int) -> None:
+def _left_vfork(tid: int) -> bool:
     """Wait a moment for a thread sleeping in vfork to get out: usually a moment before its
     child execs or exits. No ptrace stop reaches it until then (seizing it would wait as long as
-    the child likes), and the child may wait on a task frozen already: InVfork, the caller
-    thaws all and retries."""
+    the child likes). Whether it got out."""
     deadline = time.monotonic() + VFORK_WAIT
-    while _in_vfork(tid) and time.monotonic() < deadline:
+    while in_vfork(tid) and time.monotonic() < deadline:
         time.sleep(0.001)
-    if _in_vfork(tid):
-        who = f"pid {pid}" if tid == pid else f"pid {pid}: its thread {tid}"
-        raise InVfork(f"{who} waits in vfork for its child, which shares its memory (not supported)")
+    return not in_vfork(tid)
 
 
-def _in_vfork(pid: int) -> bool:
+def _leave_vfork(pid: int, tid: int) -> None:
+    """A thread other than the main one that sleeps in vfork must get out in a moment: else
+    InVfork (its child may wait on a task frozen already: the caller thaws all and retries)."""
+    if not _left_vfork(tid):
+        raise InVfork(f"pid {pid}: its thread {tid} waits in vfork for its child, which shares its memory "
+                      "(not supported)")
+
+
+def in_vfork(pid: int) -> bool:
     """Whether the task sleeps in vfork() (or clone with CLONE_VFORK) until its child lets go:
     no ptrace stop would reach it there."""
     try:
@@ -404,7 +426,7 @@ def _freeze_threads(pid: int, frozen: Frozen) -> list[Tracee]:
             raise KeepsGrowing(pid, f"{_named(pid)} keeps creating threads while being frozen: {MAX_SCANS} "
                                f"listings showed threads not seized yet ({len(seized) + 1} threads seized)")
         for tid in fresh:
-            if _state(pid, tid) == "D" and _in_vfork(tid):
+            if _state(pid, tid) == "D" and in_vfork(tid):
                 _leave_vfork(pid, tid)
             try:
                 seized[tid] = Tracee(tid)
@@ -466,9 +488,16 @@ def _reap_dead(tid: int) -> None:
     lib.waitpid(tid, status, WALL | os.WNOHANG)
 
 
-def kill(traced: list[Tracee]) -> None:
+def kill(frozen: Frozen) -> None:
     """Kill every frozen task, children and threads before their parents and leaders (a
-    traced leader is collected only after its threads)."""
-    for t in reversed(traced):
+    traced leader is collected only after its threads); the tasks asleep in vfork first, as
+    the death of their children would wake them."""
+    for pid, task in frozen.tasks.items():
+        if task.in_vfork:
+            try:
+                os.kill(pid, signal.SIGKILL)  # the vfork wait is killable; its parent reaps it
+            except ProcessLookupError:
+                pass
+    for t in reversed(frozen.traced):
         t.kill()
 
