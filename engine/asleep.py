@@ -8,6 +8,7 @@ rseq, sigactions, sigaltstack, pdeathsig, clear_child_tid, securebits, the subre
 whether an itimer is armed. The registers are checked against /proc/PID/syscall."""
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,7 @@ class _Layout:
     itimers: tuple[int, int]
 
 
+@functools.cache
 def _layout() -> _Layout:
     b = btf.vmlinux()
     f = b.field

@@ -7,6 +7,7 @@ Offsets come from the kernel's BTF (engine.btf). Needs CAP_BPF and CAP_PERFMON (
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import struct
 from dataclasses import dataclass
@@ -115,11 +116,16 @@ def assemble(reads: Sequence[Read]) -> bytes:
     return p.code()
 
 
+@functools.cache
+def _iterator() -> int:
+    """The BTF id of the kernel function task iterators attach to."""
+    return btf.vmlinux().func(ITERATOR)
+
+
 def _load(code: bytes) -> int:
     """The program's fd; Unsupported when this kernel or our privileges do not allow it."""
     log = ffi.new("char[]", LOG_SIZE)
-    target = btf.vmlinux().func(ITERATOR)
-    fd = lib.ckpt_bpf_load_task_iter(code, len(code) // INSN.size, target, LICENSE, log, LOG_SIZE)
+    fd = lib.ckpt_bpf_load_task_iter(code, len(code) // INSN.size, _iterator(), LICENSE, log, LOG_SIZE)
     if fd < 0:
         err = ffi.errno
         if err in (errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP):

@@ -38,7 +38,8 @@ SYS_CLONE, SYS_VFORK, SYS_CLONE3, CLONE_VFORK = 56, 58, 435, 0x4000
 
 
 class InVfork(Unsupported):
-    """A task sleeps in vfork; its child may be waiting for a task we froze already."""
+    """A thread sleeps in vfork (its child may be waiting for a task we froze already), or a
+    task left vfork while the tree was being frozen: thaw all and freeze again."""
 
 
 class KeepsGrowing(CkptError):
