@@ -30,6 +30,7 @@ TRIVIAL_TARGET = 0.07  # seconds for dump + restore of a trivial process, at mos
 READY_TIMEOUT = VERIFY_TIMEOUT = 120.0
 HELPER_SRC = Path(__file__).with_name("ckpt_memory_helper.c")
 UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+MADV_POPULATE_WRITE = 23  # <linux/mman.h>, 5.14
 
 
 class VerifyFailed(Exception):
@@ -115,6 +116,23 @@ class Processes:
             self.gone(pid)
 
 
+def prime(size: int) -> None:
+    """Touch and free 1.5 times the memory a timed step is about to allocate, right before it.
+
+    On this VM (virtio-balloon free page reporting) a page freed long ago costs several times a
+    page freed just now when it is allocated again, all of it in system time: a 1 GiB
+    page-cache write took 0.3-0.4 s right after memory was freed and 1.3-3.2 s otherwise. Which
+    one a step got depended on what the step before it freed (a dump's page cache came cold
+    because its victim had just taken the warm pages), so every timed step, the references
+    included, now starts from the same state: memory freed a moment ago, as on bare metal. Not
+    more than that: freeing memory wakes the reporting, which then competes for the CPUs."""
+    m = mmap.mmap(-1, size + size // 2)
+    try:
+        m.madvise(MADV_POPULATE_WRITE)
+    finally:
+        m.close()
+
+
 def build(tmp: Path) -> Path:
     """Compile the C helper (touch and victim) into tmp."""
     exe = tmp / "ckpt_memory_helper"
@@ -132,6 +150,7 @@ def page_cache_write(directory: Path) -> float:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with memoryview(buf) as view:
+            prime(LIMIT_SIZE)
             t0 = time.perf_counter()
             done = 0
             while done < LIMIT_SIZE:
@@ -146,6 +165,7 @@ def page_cache_write(directory: Path) -> float:
 
 def first_touch(helper: Path) -> float:
     """Seconds to write one byte per page of 1 GiB of fresh anonymous memory (timed in C)."""
+    prime(LIMIT_SIZE)
     out = subprocess.run([str(helper), "touch", str(LIMIT_SIZE)], check=True, capture_output=True, text=True)
     return float(out.stdout)
 
@@ -171,10 +191,12 @@ def cycle(procs: Processes, helper: Path, work: Path, size: int, seed: int) -> t
     pid = start_victim(procs, helper, work, size, seed)
     images = work / f"images-{seed}"
     try:
+        prime(size)
         t0 = time.perf_counter()
         engine.dump([pid], images)
         dumped = time.perf_counter() - t0
         procs.gone(pid)  # engine.dump killed it; its pid must be free again for the restore
+        prime(size)
         t0 = time.perf_counter()
         roots = engine.restore(images)
         restored = time.perf_counter() - t0
@@ -288,9 +310,8 @@ def main() -> int:
         helper = build(work)
         print(f"kernel {os.uname().release}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, THP {thp}, "
               f"images in {work}", flush=True)
-        # Untimed warm-up. On this VM (virtio-balloon with free page reporting, DAMON pageout)
-        # memory left unused for a few seconds is slow to use again, all of it in system time:
-        # a 1 GiB page-cache write took 2.1-2.6 s after 4 s idle, 0.3-1.9 s right after another.
+        # Untimed warm-up: the first run of each step also pays for imports and the helper's
+        # first exec.
         page_cache_write(work)
         first_touch(helper)
         seed = 1

@@ -6,15 +6,15 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
 from google.protobuf.message import Message
 
-from engine import cpu, files, images, mm, namespaces, proc, signals, stops, threads, tree, vfork
+from engine import cpu, files, images, mm, namespaces, proc, sharedfds, signals, stops, threads, tree, vfork
 from engine.parts import PARTS
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
-from engine.images.files_pb2 import PipeData
+from engine.images.files_pb2 import Files, PipeData
 from engine.images.inventory_pb2 import Inventory
 from engine.images.mm_pb2 import PageMap
 from engine.ptrace import Tracee, pinned
@@ -24,14 +24,27 @@ VERSION = "0.5"  # of the engine and its image format
 VFORK_RETRIES = 8
 
 
-def _dump_task(t: Tracee, others: list[Tracee], out: Path, pipe_data: dict[int, PipeData],
-               per_task: dict[str, list[Message]], own_memory: bool = True) -> None:
-    """One seized task's images; a vfork child's memory is its parent's (engine.vfork)."""
-    pid = t.pid
-    st = proc.stat(pid)
-    core = Core(pid=pid, ppid=st.ppid, pgid=st.pgid, sid=st.sid, comm=st.comm, cpus=sorted(t.cpus))
-    cpu.dump(t, core)
-    fds = files.dump(pid, pipe_data)
+def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_task: dict[str, list[Message]],
+               own_memory: bool = True) -> None:
+    """One live task: process-wide state through its acting thread (engine.tree.Task), then
+    each other thread's own; a main thread that exited alone leaves only its exit status. A
+    vfork child's memory is its parent's (engine.vfork): own_memory False."""
+    t = task.acting
+    assert t is not None
+    pid = task.entry.pid
+    st = proc.stat(pid)  # a zombie main thread's stat still names the process
+    core = Core(pid=pid, ppid=st.ppid, pgid=st.pgid, sid=st.sid, comm=st.comm)
+    if task.main_exit is None:
+        core.cpus.extend(sorted(t.cpus))
+        cpu.dump(t, core)
+    else:
+        core.main_exited, core.main_status = True, task.main_exit
+        # What /proc still shows of the zombie thread: the mask and affinity it died with.
+        core.blocked = tree.status_masks(proc.status(pid))[0]
+        core.cpus.extend(sorted(os.sched_getaffinity(pid)))
+    # A zombie main thread's /proc shows no fds and no memory: read them through t's.
+    fds = files.dump(t.pid, pipe_data)
+    fds.pid = pid
     if own_memory:
         area, runs = mm.dump(t, out)
         per_task["mm"].append(area)
@@ -39,16 +52,20 @@ def _dump_task(t: Tracee, others: list[Tracee], out: Path, pipe_data: dict[int, 
     # After the memory: the scratch page these remote calls use must not be in the image.
     actions, blocked, altstack = signals.dump(t)
     core.sigactions.extend(actions)
-    core.blocked = blocked
-    core.altstack.CopyFrom(altstack)
-    core.pending.extend(signals.pending(t))
+    if task.main_exit is None:
+        core.blocked = blocked
+        core.altstack.CopyFrom(altstack)
+    else:
+        core.altstack.flags = signals.SS_DISABLE  # t's own stack goes with its thread
+    core.pending.extend(signals.pending(t, own_queue=task.main_exit is None))
+    others = task.others
     if others:
         with t.scratch() as buf:
             core.threads.extend(threads.dump(tt, buf) for tt in others)
     per_task["core"].append(core)
     per_task["files"].append(fds)
     for part in PARTS:
-        per_task[part.KIND].append(part.dump(t))
+        per_task[part.KIND].append(part.dump(t, others))
 
 
 def _refuse(pid: int) -> None:
@@ -142,11 +159,16 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
         pipe_data: dict[int, PipeData] = {}
         per_task: dict[str, list[Message]] = {k.name: [] for k in images.KINDS.values() if k.per_task}
         vforked = {p.child.pid for p in pairs.values()}
+        holders: list[tuple[int, Files]] = []  # a thread of each task (its fd table), its fds
         for pid, task in frozen.tasks.items():
-            if task.leader is not None:
-                _dump_task(task.leader, task.others, out, pipe_data, per_task, own_memory=pid not in vforked)
+            if task.acting is not None:
+                _dump_task(task, out, pipe_data, per_task, own_memory=pid not in vforked)
+                holders.append((task.acting.pid, cast(Files, per_task["files"][-1])))
             elif task.in_vfork:
                 vfork.dump_parent(pairs[pid], out, pipe_data, per_task)
+                # Its child was born with copies of its fds: one description each, as for a fork.
+                holders.append((pid, cast(Files, per_task["files"][-1])))
+        sharedfds.mark(holders)  # across tasks: once every fd is recorded
         for kind, entries in per_task.items():
             images.write(images.path_of(out, kind), kind, entries)
         images.write(images.path_of(out, "tree"), "tree", [table])

@@ -2,7 +2,8 @@
 and namespace fds, plus cwd, root and umask: dump from /proc/PID/{fd,fdinfo}, restore by
 remote open/dup3/lseek in the task (pipes, memfds, pidfds and namespace fds are made by the
 restorer and handed over: engine.pipes, engine.memfd, engine.kernfds; files and directories
-removed while held: engine.removed)."""
+removed while held: engine.removed; open file descriptions several tasks share are opened
+once: engine.sharedfds)."""
 from __future__ import annotations
 
 import os
@@ -10,23 +11,16 @@ import stat
 from dataclasses import dataclass
 
 from engine.errors import CkptError, Unsupported
-from engine import kernfds, memfd, pipes, proc, removed
+from engine import kernfds, memfd, pipes, proc, removed, sharedfds
 from engine.handover import Handover
 from engine.images.files_pb2 import Fd, Files, PipeData
 from engine.mm import Layout, open_in
 from engine.ptrace import Tracee
 from engine.removed import DELETED
-from native import ffi, lib
+from native import lib
 
-KCMP_FILE = 0
 MQUEUE_MAGIC = 0x19800202  # include/uapi/linux/magic.h
 O_PATH = 0o10000000  # uapi asm-generic/fcntl.h
-
-
-def _same_file(pid: int, a: int, b: int) -> bool:
-    """Whether two fds of the task share one open file description (kcmp(2) KCMP_FILE)."""
-    return int(lib.syscall(lib.SYS_kcmp, ffi.cast("long", pid), ffi.cast("long", pid),
-                           ffi.cast("long", KCMP_FILE), ffi.cast("long", a), ffi.cast("long", b))) == 0
 
 
 def _umask(pid: int) -> int:
@@ -77,7 +71,7 @@ def _dump_path_fd(pid: int, fd: int, link: str, live: list[str]) -> Fd:
     if not opath and proc.fs_type(f"/proc/{pid}/fd/{fd}") == MQUEUE_MAGIC:
         raise Unsupported(f"pid {pid}: fd {fd} ({link}) is a POSIX message queue: not supported yet")
     entry = Fd(fd=fd, cloexec=bool(flags & os.O_CLOEXEC), path=link, flags=flags & ~os.O_CLOEXEC,
-               pos=int(info["pos"]), mode=st.st_mode)
+               pos=int(info["pos"]), mode=st.st_mode, dev=st.st_dev, ino=st.st_ino)
     if not removed.removed(link, st):
         return entry
     entry.unlinked = True
@@ -101,7 +95,7 @@ def _share(pid: int, fds: list[Fd]) -> dict[int, int]:
             continue
         first[a.fd] = a.fd
         for b in fds[i + 1:]:
-            if b.fd not in first and _same_file(pid, a.fd, b.fd):
+            if b.fd not in first and sharedfds.same(pid, a.fd, pid, b.fd):
                 first[b.fd] = a.fd
     return first
 
@@ -118,12 +112,14 @@ def _mark_dups(pid: int, files: Files) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Sources:
-    """What the restorer made for the tasks' fds: pipe ends, memfds, and the restored pids
-    (dumped pid -> pid as the restorer sees it) pidfds point at."""
+    """What the restorer made for the tasks' fds: pipe ends, memfds, the restored pids
+    (dumped pid -> pid as the restorer sees it) pidfds point at, and its copies of the open
+    file descriptions tasks share, as they are opened."""
 
     pipes: pipes.Pipes
     memfds: memfd.Memfds
     pids: dict[int, int]
+    shared: sharedfds.Shared
 
 
 def restore(t: Tracee, lay: Layout, files: Files, src: Sources, hand: Handover) -> None:
@@ -146,40 +142,52 @@ O_TMPFILE = 0o20200000  # __O_TMPFILE | O_DIRECTORY (uapi asm-generic/fcntl.h)
 
 def _open_all(t: Tracee, lay: Layout, files: Files, temps: removed.Temporary, src: Sources,
               hand: Handover) -> None:
-    """Every fd at its number: a dup shares the description of the fd it copies."""
+    """Every fd at its number: a dup shares the description of the fd it copies, an fd that
+    shares one with other tasks gets it from the first of them restored (engine.sharedfds)."""
     for e in files.fds:
         if e.dup:
             t.call(f"dup3({e.dup_of}, {e.fd})", lib.SYS_dup3, e.dup_of, e.fd, os.O_CLOEXEC if e.cloexec else 0)
             continue
-        if e.pipe:
-            _place(t, e, hand.give(src.pipes.end(e)))
-            t.call(f"fcntl({e.fd}, F_SETFL)", lib.SYS_fcntl, e.fd, 4, e.flags)  # F_SETFL: O_NONBLOCK...
+        ours = src.shared.get(t.pid, e)
+        if ours is not None:
+            _place(t, e, hand.give(ours))
             continue
-        if e.memfd:
-            _place(t, e, src.memfds.give(hand, (e.dev, e.ino), e.flags, e.pos))
-            continue
-        if e.HasField("kernel"):
-            ours = kernfds.open_ours(e, t.pid, src.pids)
-            try:
-                _place(t, e, hand.give(ours))
-            finally:
-                os.close(ours)
-            continue
-        if e.unlinked and e.link:
-            temps.link(e)
-        elif e.unlinked:
-            temps.ghost(e)
-        # A file made with O_TMPFILE keeps that in its flags; reopening by path must not
-        # (O_TMPFILE holds O_DIRECTORY).
-        flags = e.flags & ~O_TMPFILE if stat.S_ISREG(e.mode) else e.flags
-        got = open_in(t, lay, e.path, flags)
-        if got != e.fd:
-            t.call(f"dup3({got}, {e.fd})", lib.SYS_dup3, got, e.fd, os.O_CLOEXEC)
-            t.call(f"close({got})", lib.SYS_close, got)
-        if not e.cloexec:
-            t.call(f"fcntl({e.fd}, F_SETFD)", lib.SYS_fcntl, e.fd, 2, 0)  # F_SETFD, no FD_CLOEXEC
-        if e.pos and not stat.S_ISCHR(e.mode) and not e.flags & O_PATH:
-            t.call(f"lseek({e.fd})", lib.SYS_lseek, e.fd, e.pos, os.SEEK_SET)
+        _open_one(t, lay, e, temps, src, hand)
+        if e.shared:
+            src.shared.keep(t.pid, e)
+
+
+def _open_one(t: Tracee, lay: Layout, e: Fd, temps: removed.Temporary, src: Sources, hand: Handover) -> None:
+    """One fd that is no dup, opened anew at its number, flags and offset."""
+    if e.pipe:
+        _place(t, e, hand.give(src.pipes.end(e)))
+        t.call(f"fcntl({e.fd}, F_SETFL)", lib.SYS_fcntl, e.fd, 4, e.flags)  # F_SETFL: O_NONBLOCK...
+        return
+    if e.memfd:
+        _place(t, e, src.memfds.give(hand, (e.dev, e.ino), e.flags, e.pos))
+        return
+    if e.HasField("kernel"):
+        ours = kernfds.open_ours(e, t.pid, src.pids)
+        try:
+            _place(t, e, hand.give(ours))
+        finally:
+            os.close(ours)
+        return
+    if e.unlinked and e.link:
+        temps.link(e)
+    elif e.unlinked:
+        temps.ghost(e)
+    # A file made with O_TMPFILE keeps that in its flags; reopening by path must not
+    # (O_TMPFILE holds O_DIRECTORY).
+    flags = e.flags & ~O_TMPFILE if stat.S_ISREG(e.mode) else e.flags
+    got = open_in(t, lay, e.path, flags)
+    if got != e.fd:
+        t.call(f"dup3({got}, {e.fd})", lib.SYS_dup3, got, e.fd, os.O_CLOEXEC)
+        t.call(f"close({got})", lib.SYS_close, got)
+    if not e.cloexec:
+        t.call(f"fcntl({e.fd}, F_SETFD)", lib.SYS_fcntl, e.fd, 2, 0)  # F_SETFD, no FD_CLOEXEC
+    if e.pos and not stat.S_ISCHR(e.mode) and not e.flags & O_PATH:
+        t.call(f"lseek({e.fd})", lib.SYS_lseek, e.fd, e.pos, os.SEEK_SET)
 
 
 def _place(t: Tracee, e: Fd, got: int) -> None:

@@ -4,8 +4,11 @@ has no pid the task could open a pidfd of). The copy shares the restorer's open 
 description: pipe ends and shared memory objects stay one object across tasks."""
 from __future__ import annotations
 
+import os
+
+from engine.errors import CkptError
 from engine.ptrace import Tracee
-from native import lib
+from native import ffi, lib
 
 F_DUPFD_CLOEXEC = 1030
 
@@ -31,3 +34,18 @@ class Handover:
         if self.pidfd >= 0:
             self.t.call("close(pidfd)", lib.SYS_close, self.pidfd)
             self.pidfd = -1
+
+
+def take(pid: int, fd: int, what: str) -> int:
+    """The other way round: a copy of fd `fd` of task `pid` in the restorer (pidfd_getfd);
+    `what` names the fd in an error."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        got = int(lib.syscall(lib.SYS_pidfd_getfd, ffi.cast("long", pidfd), ffi.cast("long", fd),
+                              ffi.cast("long", 0)))
+        err = ffi.errno
+    finally:
+        os.close(pidfd)
+    if got < 0:
+        raise CkptError(f"pidfd_getfd of fd {fd} ({what}) of task {pid}: {os.strerror(err)}")
+    return got

@@ -9,15 +9,14 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from engine.calls import Calls
 from engine.handover import Handover
-from engine import images, memfd, proc
+from engine import images, memfd, pagedump, proc, uffd
 from engine.errors import CkptError, Unsupported
 from engine.images.mm_pb2 import Mm, PageRun, Vma
 from engine.ptrace import Tracee
-from native import ffi, lib
+from native import lib
 
 PAGE = images.PAGE_SIZE
 # Areas the kernel provides: vvar cannot even be read, the vDSO is the running kernel's.
@@ -27,15 +26,12 @@ TASK_TOP = 0x7FFFFFFFF000  # end of user space with 4-level page tables (x86-64)
 SCRATCH = 64 * 1024
 IOV_MAX = 1024
 POPULATE_MIN = 64  # pages: below that, faulting on the copy costs less than a remote madvise
+UFFD_MIN = 256  # pages: below that, the userfaultfd's making and taking cost more than it saves
 PR_SET_MM, PR_SET_MM_MAP, PR_SET_VMA, PR_SET_VMA_ANON_NAME = 35, 14, 0x53564D41, 0
 MM_MAP = struct.Struct("<11QQII")  # struct prctl_mm_map (uapi/linux/prctl.h), 104 bytes
 # smaps VmFlags that an madvise() gives back (fs/proc/task_mmu.c show_smap_vma_flags).
 ADVICE = {"dc": 10, "wf": 18, "dd": 16, "hg": 14, "nh": 15, "mg": 12, "rr": 1, "sr": 2}
-SCAN_PAGES = 4096
-# Buffers the kernel fills: not cleared first (a cleared 8 MiB read buffer per task, and a
-# cleared scan vector per area, were a third of a small task's dump).
-_UNCLEARED = ffi.new_allocator(should_clear_after_alloc=False)
-MAP_NORESERVE = 0x4000  # uapi/asm-generic/mman.h  # regions per PAGEMAP_SCAN call
+MAP_NORESERVE = 0x4000  # uapi/asm-generic/mman.h
 
 
 # --- dump ------------------------------------------------------------------------------------
@@ -58,103 +54,10 @@ def _stored(vma: Vma) -> bool:
     return vma.perms[3] == "p" or not vma.path.startswith("/") or vma.path.startswith("/dev/zero")
 
 
-def _file_private(vma: Vma) -> bool:
-    return vma.perms[3] == "p" and vma.path.startswith("/")
-
-
-def _regions(pagemap: int, start: int, end: int) -> Iterator[tuple[int, int, int]]:
-    """(start, end, categories) of the present or swapped pages of [start, end), by PAGEMAP_SCAN
-    (Documentation/admin-guide/mm/pagemap.rst)."""
-    vec = _UNCLEARED("struct page_region[]", SCAN_PAGES)
-    arg = ffi.new("struct pm_scan_arg *")
-    while start < end:
-        arg.size, arg.start, arg.end = ffi.sizeof(arg[0]), start, end
-        arg.vec, arg.vec_len = int(ffi.cast("uintptr_t", vec)), SCAN_PAGES
-        arg.category_anyof_mask = lib.PAGE_IS_PRESENT | lib.PAGE_IS_SWAPPED
-        arg.return_mask = lib.PAGE_IS_PRESENT | lib.PAGE_IS_SWAPPED | lib.PAGE_IS_FILE | lib.PAGE_IS_PFNZERO
-        n = lib.ioctl(pagemap, lib.PAGEMAP_SCAN, arg)
-        if n < 0:
-            raise CkptError(f"PAGEMAP_SCAN [{start:#x}, {end:#x}): {os.strerror(ffi.errno)}")
-        for i in range(n):
-            yield int(vec[i].start), int(vec[i].end), int(vec[i].categories)
-        start = int(arg.walk_end)
-
-
-class _LazyFile:
-    """A new file (0600) created at its first write: a task with no stored pages has none."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd = -1
-
-    def write(self, data: bytes | memoryview) -> None:
-        if self.fd < 0:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
-class _Reader:
-    """Reads a task's memory: process_vm_readv into one reused buffer where the area is
-    readable and every page is mapped by this task alone (about four times the rate of
-    /proc/PID/mem here, which copies page by page); /proc/PID/mem elsewhere, as it may read
-    what the task cannot. process_vm_readv pins the pages (FOLL_PIN), and pinning an anonymous
-    page shared copy-on-write makes the kernel unshare it first: a dump that leaves the task
-    running would have broken its sharing with its parent or children."""
-
-    CHUNK = 8 << 20
-
-    def __init__(self, pid: int, mem: int, pagemap: int) -> None:
-        self.pid, self.mem, self.pagemap = pid, mem, pagemap
-        self.buf = _UNCLEARED("char[]", self.CHUNK)
-        self.local = ffi.new("struct iovec *", {"iov_base": self.buf, "iov_len": self.CHUNK})
-        self.remote = ffi.new("struct iovec *")
-
-    def read(self, vma: Vma, addr: int, n: int) -> bytes | memoryview:
-        """n bytes (n <= CHUNK) at addr of the area; valid until the next read."""
-        if vma.perms[0] == "r" and self._exclusive(addr, n):
-            self.local.iov_len = self.remote.iov_len = n
-            self.remote.iov_base = ffi.cast("void *", addr)
-            if lib.process_vm_readv(self.pid, self.local, 1, self.remote, 1, 0) == n:
-                return memoryview(ffi.buffer(self.buf, n))
-        data = os.pread(self.mem, n, addr)  # unreadable, shared, or a short copy: the slow way
-        if len(data) != n:
-            raise CkptError(f"short read of {n} bytes at {addr:#x} from /proc/PID/mem")
-        return data
-
-
-    def _exclusive(self, addr: int, n: int) -> bool:
-        """Whether every page of [addr, addr + n) is mapped by this task alone (pagemap bit 56)."""
-        raw = os.pread(self.pagemap, n // PAGE * 8, addr // PAGE * 8)
-        return all(e >> 56 & 1 for e in memoryview(raw).cast("Q"))
-
-
-def _dump_pages(vma: Vma, pagemap: int, reader: _Reader, pages: _LazyFile) -> list[PageRun]:
-    """Store the pages of one area that memory alone holds; return their runs in file order.
-    Zero pages (the kernel's shared zero page) are not stored; in a private file area neither
-    are pages still shared with the page cache (the file has them)."""
-    runs: list[PageRun] = []
-    for start, end, cat in _regions(pagemap, vma.start, vma.end):
-        if cat & lib.PAGE_IS_PFNZERO or (_file_private(vma) and cat & lib.PAGE_IS_FILE):
-            continue
-        for off in range(start, end, reader.CHUNK):
-            pages.write(reader.read(vma, off, min(reader.CHUNK, end - off)))
-        if runs and runs[-1].vaddr + runs[-1].nr_pages * PAGE == start:
-            runs[-1].nr_pages += (end - start) // PAGE
-        else:
-            runs.append(PageRun(vaddr=start, nr_pages=(end - start) // PAGE))
-    return runs
-
-
 def dump(t: Tracee, out: Path, owner: int = 0) -> tuple[Mm, list[PageRun]]:
-    """The task's areas, mm fields and pages (written to its pages file). owner: the task whose
-    image it is, when not t: a task asleep in vfork, whose memory is read through its child."""
+    """The task's areas, mm fields and pages (written to its pages file); read through thread
+    t, filed under its process, or under `owner` when that is another task: one asleep in
+    vfork, whose memory is read through its child."""
     pid = t.pid
     ours = t.kept_scratch()
     vmas = [Vma(start=v.start, end=v.end, perms=v.perms, pgoff=v.pgoff, path=v.path, vmflags=v.vmflags,
@@ -172,24 +75,13 @@ def dump(t: Tracee, out: Path, owner: int = 0) -> tuple[Mm, list[PageRun]]:
 
     with open(f"/proc/{pid}/auxv", "rb") as a:
         auxv = a.read()
-    mm = Mm(pid=owner or pid, vmas=vmas, start_code=field(26), end_code=field(27), start_stack=field(28),
+    owner = owner or t.tgid
+    mm = Mm(pid=owner, vmas=vmas, start_code=field(26), end_code=field(27), start_stack=field(28),
             start_data=field(45), end_data=field(46), start_brk=field(47), arg_start=field(48),
             arg_end=field(49), env_start=field(50), env_end=field(51),
             brk=t.call("brk(0)", lib.SYS_brk, 0), auxv=auxv, exe=os.readlink(f"/proc/{pid}/exe"),
             memfds=memfds)
-    runs: list[PageRun] = []
-    pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-    mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
-    pages = _LazyFile(images.pages_path(out, owner or pid))
-    reader = _Reader(pid, mem, pagemap)
-    try:
-        for vma in vmas:
-            if _stored(vma):
-                runs += _dump_pages(vma, pagemap, reader, pages)
-    finally:
-        pages.close()
-        os.close(pagemap)
-        os.close(mem)
+    runs = pagedump.store(pid, [v for v in vmas if _stored(v)], images.pages_path(out, owner))
     return mm, runs
 
 
@@ -320,11 +212,14 @@ def _give_area(hand: Handover, pid: int, start: int, end: int) -> int:
         os.close(ours)
 
 
-def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon, hand: Handover) -> None:
+def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon,
+               hand: Handover) -> list[tuple[int, int, int]]:
     """Map every dumped area but the kernel's, at its address, with its prot and backing: the
     files opened in one batch, the areas mapped, advised and named in another (each at its own
     fixed address, so their order does not matter); shared anonymous ones one by one; memfds
-    through fds the restorer hands over (engine.memfd), sealed once mapped."""
+    through fds the restorer hands over (engine.memfd), sealed once mapped. Returns the
+    (start, size, prot) of areas mapped writable for now, to be given their prot later."""
+    accounted: list[tuple[int, int, int]] = []
     areas = [v for v in mm.vmas if v.path not in KERNEL_AREAS]
     files = sorted({(v.path, v.perms[3] == "s" and v.perms[1] == "w") for v in areas if _by_path(v)})
     opening = Calls(t, lay.scratch, lay.size)
@@ -344,6 +239,12 @@ def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon, hand: Ha
                 flags |= lib.MAP_GROWSDOWN
             if "nr" in vmflags:
                 flags |= MAP_NORESERVE
+            # A private area made read-only after it was written keeps its commit charge
+            # (VmFlags "ac"); the kernel drops it from one never written (mprotect_fixup):
+            # map it writable, and take write away once its pages are in (restore()).
+            if not shared and "ac" in vmflags and v.perms[1] != "w":
+                prot |= mmap.PROT_WRITE
+                accounted.append((v.start, size, _prot(v.perms)))
             if _by_path(v):
                 fd = fds[(v.path, shared and v.perms[1] == "w")]
                 mapping.add(f"mmap({v.path})", lib.SYS_mmap, v.start, size, prot, flags, fd, v.pgoff)
@@ -377,23 +278,39 @@ def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon, hand: Ha
     for v in areas:
         if v.memfd:
             shared_anon.memfds.mapped(v)
+    return accounted
 
 
 def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> None:
-    """Put the stored pages back: a remote preadv straight from the pages file into writable
-    areas, /proc/PID/mem for the others (it may write where the task cannot)."""
+    """Put the stored pages back: UFFDIO_COPY into private anonymous areas when there are enough
+    such pages to pay for the userfaultfd, a remote preadv straight from the pages file into
+    other writable areas, /proc/PID/mem for the rest (it may write where the task cannot)."""
     starts = [v.start for v in mm.vmas]  # in address order, as /proc/PID/maps lists them
+    # A run never crosses areas: the dump stores pages area by area.
+    placed = [(r, mm.vmas[bisect.bisect_right(starts, r.vaddr) - 1]) for r in runs]
+    copied = sum(r.nr_pages for r, area in placed if uffd.usable(area)) >= UFFD_MIN
+    filler = uffd.Filler(t, pages) if copied else None
     fd = open_in(t, lay, str(pages.resolve()), os.O_RDONLY)
     try:
         with open(pages, "rb", buffering=0) as local:
             off = 0
             batch: list[PageRun] = []
             batch_off = 0
-            for r in runs:
+            registered: set[int] = set()
+            copies: list[tuple[int, int, int]] = []
+            for r, area in placed:
                 size = r.nr_pages * PAGE
-                # A run never crosses areas: the dump stores pages area by area.
-                area = mm.vmas[bisect.bisect_right(starts, r.vaddr) - 1]
-                if area.perms[1] == "w":
+                by_uffd = filler is not None and uffd.usable(area)
+                by_preadv = not by_uffd and area.perms[1] == "w"
+                if batch and not by_preadv:  # a preadv covers runs consecutive in the file only
+                    _preadv(t, lay, fd, batch, batch_off)
+                    batch = []
+                if filler is not None and by_uffd:
+                    if area.start not in registered:
+                        filler.register(area)
+                        registered.add(area.start)
+                    copies.append((r.vaddr, size, off))
+                elif by_preadv:
                     if r.nr_pages >= POPULATE_MIN:
                         t.call("madvise(POPULATE_WRITE)", lib.SYS_madvise, r.vaddr, size, lib.MADV_POPULATE_WRITE)
                     if not batch:
@@ -403,15 +320,16 @@ def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> N
                         _preadv(t, lay, fd, batch, batch_off)
                         batch = []
                 else:
-                    if batch:
-                        _preadv(t, lay, fd, batch, batch_off)
-                        batch = []
                     _poke(t, area, r.vaddr, os.pread(local.fileno(), size, off))
                 off += size
             if batch:
                 _preadv(t, lay, fd, batch, batch_off)
+            if filler is not None:
+                filler.copy(copies)
     finally:
         t.syscall(lib.SYS_close, fd)
+        if filler is not None:
+            filler.close()
 
 
 def _poke(t: Tracee, area: Vma, addr: int, data: bytes) -> None:
@@ -459,9 +377,11 @@ def restore(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path, sh
             hand: Handover) -> None:
     """Rebuild the address space in the prepared stub: areas, contents, locks, mm fields."""
     shared_anon.memfds.make(mm, pages.parent)
-    _map_areas(t, lay, mm, shared_anon, hand)
+    accounted = _map_areas(t, lay, mm, shared_anon, hand)
     if runs:
         _fill(t, lay, mm, runs, pages)
+    t.batch([(lib.SYS_mprotect, start, size, prot) for start, size, prot in accounted],
+            [f"mprotect(at {start:#x})" for start, _, _ in accounted])
     for v in mm.vmas:
         flags = v.vmflags.split()
         if "lo" in flags:

@@ -19,6 +19,7 @@ from engine.ptrace import Tracee
 from engine.tree import Frozen
 from native import lib
 
+NS_LAST_PID = "/proc/sys/kernel/ns_last_pid"
 KINDS = {"pid": lib.CLONE_NEWPID, "mnt": lib.CLONE_NEWNS, "net": lib.CLONE_NEWNET, "ipc": lib.CLONE_NEWIPC,
          "uts": lib.CLONE_NEWUTS}
 NAMES = {flag: name for name, flag in KINDS.items()}
@@ -184,10 +185,12 @@ def dump(frozen: Frozen) -> Namespaces:
     made: dict[tuple[str, int], int] = {}  # (kind, id) -> the task that made it
     out = Namespaces()
     for pid, task in frozen.tasks.items():  # parents first
-        parent, leader = task.entry.ppid, task.leader
+        parent, leader = task.entry.ppid, task.acting
         if task.zombie:
             continue  # a zombie has no namespaces left: it was forked into its parent's
-        mine = seen[pid] = ids(pid)
+        # A zombie main thread has none left either: its live thread's. A task asleep in vfork
+        # has no thread seized but its own /proc.
+        mine = seen[pid] = ids(leader.pid if leader is not None else pid)
         # A root is restored as a child of the restorer: what it has that we lack, it made.
         outer: int | str = parent or "self"
         theirs = seen[parent] if parent else ids("self")
@@ -226,7 +229,7 @@ def _is_init(frozen: Frozen, pid: int, parent: int) -> bool:
 
 
 def _state(kind: str, t: Tracee, parent: int | str, ident: int) -> Namespace:
-    ns = Namespace(kind=KINDS[kind], id=ident, creator=t.pid)
+    ns = Namespace(kind=KINDS[kind], id=ident, creator=t.tgid)
     if kind == "uts":
         _uts(t, ns)
     elif kind == "net":
@@ -235,7 +238,34 @@ def _state(kind: str, t: Tracee, parent: int | str, ident: int) -> Namespace:
         _ipc(t)
     elif kind == "mnt":
         _mount_state(t.pid, mounts(t.pid), mounts(parent), ns)
+    elif kind == "pid":
+        ns.last_pid = _last_pid(t)
     return ns
+
+
+def _last_pid(t: Tracee, value: int | None = None) -> int:
+    """The ns_last_pid of t's pid namespace (the sysctl answers for the caller's namespace:
+    read, or written when value is given, by a remote call in t)."""
+    with t.scratch() as buf:
+        (path,) = _strings(t, buf, 256, NS_LAST_PID)
+        fd = t.call(f"open({NS_LAST_PID})", lib.SYS_open, path, (os.O_RDONLY if value is None else os.O_WRONLY)
+                    | os.O_CLOEXEC, 0)
+        text = b"" if value is None else str(value).encode()
+        t.write(buf + 256, text)
+        io = (lib.SYS_read, fd, buf + 256, 32) if value is None else (lib.SYS_write, fd, buf + 256, len(text))
+        done, _ = t.batch([io, (lib.SYS_close, fd)], must=False)
+        if done < 0:
+            raise CkptError(f"pid {t.pid}: remote {'read' if value is None else 'write'} of {NS_LAST_PID}: "
+                            f"{os.strerror(-done)}")
+        return int(t.read(buf + 256, done)) if value is None else value
+
+
+def finish(t: Tracee, ns: Namespace) -> None:
+    """What a namespace gets once every task in it exists: a pid namespace's last pid, so the
+    next fork there gets the pid it would have had (every restored pid came by set_tid,
+    which leaves the namespace's cursor alone)."""
+    if ns.kind == lib.CLONE_NEWPID and ns.last_pid:
+        _last_pid(t, ns.last_pid)
 
 
 # --- restore -------------------------------------------------------------------------------

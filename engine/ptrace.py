@@ -17,7 +17,8 @@ NO_SYSCALL = (1 << 64) - 1  # orig_rax = -1: the kernel's restart logic leaves r
 # Restart codes a task stopped inside a syscall may hold in rax (include/linux/errno.h).
 ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
 WALL = getattr(lib, "__WALL")
-SYS_MMAP, SYS_MUNMAP = 9, 11
+SYS_MMAP, SYS_MUNMAP, SYS_EXIT = 9, 11, 60
+ROBUST_LIST_HEAD = 24  # sizeof(struct robust_list_head): set_robust_list takes no other length
 STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)  # spelled out: inside a class, lib.__WALL would be name-mangled
 
 
@@ -63,8 +64,11 @@ def home_cpus() -> set[int]:
 class Tracee:
     """A task seized and stopped with PTRACE_SEIZE + PTRACE_INTERRUPT until detach()."""
 
-    def __init__(self, pid: int, adopted: bool = False, keep_scratch: bool = False) -> None:
+    def __init__(self, pid: int, adopted: bool = False, keep_scratch: bool = False, tgid: int | None = None) -> None:
         self.pid = pid
+        # Its process: what the records read through this thread are filed under (another
+        # thread than the main one reads process-wide state when the main one is a zombie).
+        self.tgid = pid if tgid is None else tgid
         self.keep_scratch = keep_scratch
         self._kept: tuple[int, int] | None = None  # (address, size) of the kept scratch area
         self.spawned: list[int] = []  # tasks our remote clone3 calls created (auto-attached)
@@ -400,6 +404,43 @@ class Tracee:
         self._ptrace(lib.PTRACE_INTERRUPT, "INTERRUPT")
         self._ptrace(lib.PTRACE_CONT, "CONT")
         self._wait_event_stop()
+
+    def exit_alone(self, code: int) -> int:
+        """Make this stopped thread exit by itself with `code` (a remote SYS_exit, not
+        exit_group: its other threads live on), with its own mask and affinity back, and let
+        it go at its PTRACE_EVENT_EXIT stop; the wait status it exits with. A traced main
+        thread that dies while others live is a zombie its tracer can neither collect nor
+        detach, and its parent could not reap the process until the tracer did: let go
+        before it dies, it is its parent's zombie alone. Its clear_child_tid and robust list
+        are dropped first: they were a stub's, and its exit would write through them."""
+        self.batch([(lib.SYS_set_tid_address, 0), (lib.SYS_set_robust_list, 0, ROBUST_LIST_HEAD)],
+                   ["set_tid_address(NULL)", "set_robust_list(NULL)"])
+        self._ptrace(lib.PTRACE_SETOPTIONS, "SETOPTIONS", data=lib.PTRACE_O_TRACESYSGOOD
+                     | lib.PTRACE_O_SUSPEND_SECCOMP | lib.PTRACE_O_TRACEEXIT)
+        regs = ffi.new("struct user_regs_struct *", self.saved[0])
+        regs.rip, regs.rax, regs.rdi, regs.orig_rax = self.syscall_address(), SYS_EXIT, code, NO_SYSCALL
+        self.set_regs(regs)
+        self._ptrace(lib.PTRACE_SYSCALL, "SYSCALL")
+        self._expect(signal.SIGTRAP | 0x80, f"syscall-entry stop of a remote exit({code})")
+        # Its own mask only now: signals are delivered on the way back to user space, which
+        # an exit at its syscall entry never takes.
+        self.set_sigmask(self.mask)
+        self._unpin()
+        self._ptrace(lib.PTRACE_CONT, "CONT")
+        self._expect(signal.SIGTRAP | lib.PTRACE_EVENT_EXIT << 8, f"exit stop of a remote exit({code})")
+        msg = ffi.new("unsigned long *")
+        self._ptrace(lib.PTRACE_GETEVENTMSG, "GETEVENTMSG", data=msg)
+        if self._mem is not None:
+            os.close(self._mem)
+            self._mem = None
+        self._ptrace(lib.PTRACE_DETACH, "DETACH")
+        return int(msg[0])
+
+    def _expect(self, stop: int, what: str) -> None:
+        """Wait for the next stop, which must be this one (status >> 8)."""
+        st = self._wait()
+        if st >> 8 != stop:
+            raise CkptError(f"pid {self.pid}: expected the {what}, got status {st:#x}")
 
     def kill(self) -> None:
         """SIGKILL the stopped task's process and collect this thread's exit as its tracer (the

@@ -9,17 +9,18 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from google.protobuf.message import Message
 
-from engine import cpu, execute, files, images, mm, namespaces, proc, signals, stops, threads, vfork
+from engine import cpu, execute, files, images, mm, namespaces, proc, sharedfds, signals, stops, threads, vfork
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import Files, PipeData
 from engine.images.inventory_pb2 import Inventory
 from engine.images.mm_pb2 import Mm, PageRun
 from engine.images.ns_pb2 import Namespaces
+from engine.images.task_pb2 import Task
 from engine.images.tree_pb2 import Tree
 from engine.parts import PARTS
 from engine.handover import Handover
@@ -83,6 +84,15 @@ def load_ns(directory: Path, table: Table) -> Namespaces:
     return ns
 
 
+def _same_threads(directory: Path, core: Core, attrs: Task) -> None:
+    """The task image's per-thread attributes are of the core image's threads (or absent:
+    an image from before they were dumped per thread)."""
+    have, want = sorted(a.tid for a in attrs.threads), sorted(th.tid for th in core.threads)
+    if have and have != want:
+        raise images.ImageError(str(images.path_of(directory, "task")), 0,
+                                f"task {core.pid}: attributes of threads {have}, its core has threads {want}")
+
+
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """A checkpoint directory read and checked before any process is created."""
@@ -120,9 +130,23 @@ def load(directory: Path) -> Checkpoint:
         size = pages.stat().st_size if pages.exists() else 0
         if size != stored:
             raise images.ImageError(str(pages), size, f"holds {size} bytes, the page map says {stored}")
+        _same_threads(directory, per_task["core"][pid], per_task["task"][pid])
+        _check_main(directory, per_task["core"][pid])
         tasks[pid] = TaskImages(per_task["core"][pid], per_task["mm"][owner], runs, per_task["files"][pid], pages,
                                 {p.KIND: per_task[p.KIND][pid] for p in PARTS})
     return Checkpoint(list(inv.roots), tasks, table, {e.pid for e in tree.tasks if e.stop_collected}, vforks)
+
+
+def _check_main(directory: Path, core: Core) -> None:
+    """A main thread that exited alone did so by exit(2) (status: code << 8), and left threads."""
+    if not core.main_exited:
+        return
+    path = str(images.path_of(directory, "core"))
+    if core.main_status & ~0xFF00:
+        raise images.ImageError(path, 0, f"task {core.pid}: its main thread's exit status {core.main_status:#x} "
+                                "is no exit code << 8")
+    if not core.threads:
+        raise images.ImageError(path, 0, f"task {core.pid}: its main thread exited but it has no other thread")
 
 
 def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.SharedAnon, own: int,
@@ -140,16 +164,17 @@ def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.Sha
         hand.close()
     threads.set_name(t, lay, core.comm)
     signals.restore(t, lay, core)
-    # Threads before the parts: creating one with its tid needs privileges creds may drop;
-    # per-thread parts (creds, seccomp) then run in each thread too. The stub's pdeathsig
-    # (SIGKILL while we work) is replaced by the task part with the dumped one.
-    others = threads.restore(t, lay, core)
+    # Threads before the parts: creating one with its tid needs privileges creds may drop.
+    # They get their own credentials and filters there (engine.threads); the task part then
+    # gives the main thread its own. The stub's pdeathsig (SIGKILL while we work) is replaced
+    # by the task part with the dumped one.
+    others = threads.restore(t, lay, core, cast(Task, img.parts["task"]))
     for part in PARTS:
-        for who in [t] + (others if getattr(part, "PER_THREAD", False) else []):
-            part.restore(who, lay, img.parts[part.KIND])
+        part.restore(t, lay, img.parts[part.KIND])
     if not vfork_parent:
         mm.finish(t, lay)
-    cpu.restore(t, core)
+    if not core.main_exited:  # else the main thread only exits (_let_go): nothing of its own
+        cpu.restore(t, core)
     t.mask = core.blocked  # set at detach
     t.restore_cpus = set(core.cpus) or home_cpus()  # set at detach
     return others, lay, hand
@@ -225,24 +250,42 @@ def _await_stops(pids: list[int], timeout: float = 5.0) -> None:
     for pid in pids:
         while True:
             tids = os.listdir(f"/proc/{pid}/task")
-            if all(proc.stat(int(tid)).state in "Tt" for tid in tids):
+            # A main thread that exited alone stays a zombie (Z) in a stopped process.
+            if all(proc.stat(int(tid)).state in "TtZ" for tid in tids):
                 break
             if time.monotonic() > deadline:
                 raise CkptError(f"task {pid} was dumped stopped but did not stop again within {timeout:g}s")
             time.sleep(0.001)
 
 
-def _let_go(t: Tracee, others: list[Tracee], stopped: int, in_vfork: bool = False) -> None:
+def _let_go(t: Tracee, others: list[Tracee], stopped: int, core: Core, in_vfork: bool = False) -> None:
     """Detach a rebuilt task and its threads; a stopped one gets its stop signal first; a
-    vfork parent goes on in its syscall."""
+    vfork parent goes on in its syscall. A main thread that had exited alone at dump exits
+    again first, now that its threads exist (it had to live to clone them with their tids),
+    while they are still held."""
+    if core.main_exited:
+        _exit_main(t, core.main_status)
     if stopped:
         os.kill(t.pid, stopped)
     if in_vfork:
         t.release_in_syscall()
-    else:
+    elif not core.main_exited:
         t.detach()
     for who in others:
         who.detach()
+
+
+def _exit_main(t: Tracee, status: int, timeout: float = 2.0) -> None:
+    """The main thread exits alone with the dumped status and is a zombie again, one its
+    parent cannot reap before the last thread has exited."""
+    got = t.exit_alone(status >> 8)
+    if got != status:
+        raise CkptError(f"pid {t.pid}: its main thread exited with status {got:#x}, not the dumped {status:#x}")
+    deadline = time.monotonic() + timeout
+    while proc.stat(t.pid).state != "Z":  # let go at its exit stop: it dies a moment later
+        if time.monotonic() > deadline:
+            raise CkptError(f"pid {t.pid}: its main thread did not become a zombie within {timeout:g}s")
+        time.sleep(0.0005)
 
 
 def _build(ck: Checkpoint, planned: Table, plan: Plan, made: Pipes, ns: Namespaces, new_pidns: bool) -> list[int]:
@@ -260,7 +303,7 @@ def _build(ck: Checkpoint, planned: Table, plan: Plan, made: Pipes, ns: Namespac
     traced: list[Tracee] = []
     leaders: dict[int, Tracee] = {}
     shared_anon = mm.SharedAnon([img.mm for img in tasks.values()])
-    src = files.Sources(made, shared_anon.memfds, pids)
+    src = files.Sources(made, shared_anon.memfds, pids, sharedfds.Shared())
     try:
         for pid, row in table.rows.items():
             if not row.zombie and pid not in kids:
@@ -278,13 +321,15 @@ def _build(ck: Checkpoint, planned: Table, plan: Plan, made: Pipes, ns: Namespac
             if child is not None:
                 c = _vfork_child(t, lay, hand, tasks[pid], tasks[child.pid], table, child, src, traced)
                 leaders[child.pid], threads_of[child.pid], pids[child.pid] = c, [], c.pid
+        for n in ns.namespaces:
+            namespaces.finish(leaders[n.creator], n)
         # Every task is whole before any runs again; a stopped one gets its stop signal
         # queued first, so it stops again before it runs a single instruction of its own.
         # One whose stop report its parent had taken stops first, while the parent is still
         # ours: the parent takes the new report before it runs (engine.stops).
         early = [p for p in took if p in leaders and table.rows[p].ppid in leaders]
         for pid in early:
-            _let_go(leaders[pid], threads_of[pid], table.rows[pid].stopped)
+            _let_go(leaders[pid], threads_of[pid], table.rows[pid].stopped, tasks[pid].core)
         _await_stops([pids[p] for p in early])
         for pid in early:
             row, parent = table.rows[pid], table.rows[table.rows[pid].ppid]
@@ -293,7 +338,7 @@ def _build(ck: Checkpoint, planned: Table, plan: Plan, made: Pipes, ns: Namespac
                            list(tasks[row.ppid].core.pending))
         for pid, t in leaders.items():  # a vfork parent before its child: it waits for it
             if pid not in early:
-                _let_go(t, threads_of[pid], table.rows[pid].stopped, in_vfork=pid in ck.vforks)
+                _let_go(t, threads_of[pid], table.rows[pid].stopped, tasks[pid].core, in_vfork=pid in ck.vforks)
         # The stop takes effect when the task next runs: wait for it, so whoever looks at the
         # restored tree (the caller's snapshot, a SIGCONT) finds it stopped as it was dumped.
         _await_stops([pids[p] for p, r in table.rows.items() if r.stopped and not r.zombie and p not in early])
@@ -303,4 +348,6 @@ def _build(ck: Checkpoint, planned: Table, plan: Plan, made: Pipes, ns: Namespac
             t.kill()
         execute.kill(pids)
         raise
+    finally:
+        src.shared.close()  # the tasks keep theirs
     return [pids[r] for r in ck.roots]

@@ -54,11 +54,11 @@ def actions(by_number: list[tuple[int, int, int, int]]) -> list[SigAction]:
             for sig, (h, f, r, m) in enumerate(by_number, 1) if sig in SIGNALS]
 
 
-def pending(t: Tracee, process_queue: bool = True) -> list[PendingSignal]:
-    """Every queued signal, thread queue then (unless told not to) process queue, with siginfo."""
+def pending(t: Tracee, process_queue: bool = True, own_queue: bool = True) -> list[PendingSignal]:
+    """Every queued signal, thread queue then process queue (each unless told not to), with siginfo."""
     out: list[PendingSignal] = []
     buf = ffi.new("char[]", SIGINFO * PEEK_BATCH)
-    for shared in (False, True) if process_queue else (False,):
+    for shared in [q for q, wanted in ((False, own_queue), (True, process_queue)) if wanted]:
         off = 0
         while True:
             args = ffi.new("struct ptrace_peeksiginfo_args *",

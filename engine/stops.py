@@ -58,9 +58,10 @@ def mark(frozen: Frozen) -> None:
                 raise Unsupported(f"pid {e.pid} is stopped and its parent {e.ppid} waits in vfork: whether the "
                                   "parent took its stop report cannot be asked")
             continue
-        assert parent.leader is not None
-        with parent.leader.scratch() as buf:
-            e.stop_collected = not reported(parent.leader, seen_by(list(e.nspids), list(parent.entry.nspids), e.pid), buf)
+        asker = parent.acting
+        assert asker is not None  # alive and not in vfork: seized
+        with asker.scratch() as buf:  # waitid in any thread: children of every thread count
+            e.stop_collected = not reported(asker, seen_by(list(e.nspids), list(parent.entry.nspids), e.pid), buf)
 
 
 def seen_by(child: list[int], parent: list[int], pid: int) -> int:

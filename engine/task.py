@@ -1,23 +1,24 @@
 """Per-process attributes, dump and restore side by side: credentials (ids, groups, capability
 sets, securebits), resource limits, personality, no_new_privs, dumpable, pdeathsig, the THP
-switch, the robust futex list, clear_child_tid and seccomp filters. Read from /proc, from the
-tracer (get_robust_list, PTRACE_SECCOMP_GET_FILTER) and by remote prctl; put back by remote
-syscalls in the stub, credentials and what they reset last."""
+switch, the robust futex list, clear_child_tid and seccomp filters (engine.seccomp). Read from
+/proc, from the tracer (get_robust_list) and by remote prctl; put back by remote syscalls in
+the stub, credentials and what they reset last. Credentials, no_new_privs, personality and
+filters belong to each thread (the kernel keeps them in the task_struct and its cred): every
+thread's own are dumped (ThreadAttrs) and given back to it once it is made (engine.threads)."""
 from __future__ import annotations
 
 import errno
 import os
 import struct
 
-from engine import proc
-from engine.errors import CkptError, Unsupported, raise_for
-from engine.images.task_pb2 import Creds, Rlimit, SeccompFilter, Task
+from engine import proc, seccomp
+from engine.errors import CkptError, Unsupported
+from engine.images.task_pb2 import Creds, Rlimit, SeccompFilter, Task, ThreadAttrs
 from engine.mm import KERNEL_AREAS, Layout
 from engine.ptrace import Tracee
 from native import ffi, lib
 
 KIND = "task"
-PER_THREAD = True  # restore() also runs in every other thread: creds, filters... are per thread
 
 # uapi/linux/prctl.h
 PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
@@ -27,13 +28,7 @@ PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, PR_CAP_AMBIENT_CLEAR_ALL = 47, 2, 4
 PR_THP_DISABLE_EXCEPT_ADVISED = 1 << 1  # Linux 6.18: PR_GET_THP_DISABLE then returns 3
 PAGE_IS_HUGE = 1 << 6  # uapi/linux/fs.h (PAGEMAP_SCAN), not in native.lib
 MADV_DONTNEED = 4
-# uapi/linux/seccomp.h
-SECCOMP_MODE_STRICT, SECCOMP_MODE_FILTER, SECCOMP_SET_MODE_FILTER = 1, 2, 1
-# uapi/linux/ptrace.h: struct seccomp_metadata {__u64 filter_off; __u64 flags;}
-PTRACE_SECCOMP_GET_METADATA = 0x420D
-SECCOMP_METADATA = struct.Struct("<QQ")
-SOCK_FILTER = 8  # sizeof(struct sock_filter) (uapi/linux/filter.h)
-SOCK_FPROG = struct.Struct("<H6xQ")  # struct sock_fprog: len, then the pointer at offset 8
+ROBUST_HEAD_SIZE = 24  # sizeof(struct robust_list_head), the only length set_robust_list takes
 # uapi/linux/capability.h: version 3 takes two data structs (64 capability bits).
 CAP_VERSION_3 = 0x20080522
 CAP_HEADER = struct.Struct("<Ii")
@@ -50,9 +45,6 @@ LIMITS = ("Max cpu time", "Max file size", "Max data size", "Max stack size", "M
           "Max file locks", "Max pending signals", "Max msgqueue size", "Max nice priority",
           "Max realtime priority", "Max realtime timeout")
 UNLIMITED = (1 << 64) - 1
-# /proc/PID/status lines of per-thread state the image keeps once for all threads.
-THREAD_STATUS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs",
-                 "Seccomp", "Seccomp_filters")
 
 
 def _creds(pid: int, securebits: int) -> Creds:
@@ -70,10 +62,10 @@ def _limits(pid: int) -> list[Rlimit]:
     """Every limit from /proc/PID/limits: prlimit() on a task of another uid needs
     CAP_SYS_RESOURCE, which root lacks on some machines (KERNEL-FACTS.md)."""
     out = []
-    for line in proc.read(pid, "limits").splitlines()[1:]:
-        res = next((i for i, n in enumerate(LIMITS) if line.startswith(n + " ")), None)
-        if res is None:
-            raise CkptError(f"pid {pid}: unknown line in /proc/PID/limits: {line!r}")
+    for res, line in enumerate(proc.read(pid, "limits").splitlines()[1:]):
+        # The kernel lists them in resource order (fs/proc/base.c lnames[]).
+        if res >= len(LIMITS) or not line.startswith(LIMITS[res] + " "):
+            raise CkptError(f"pid {pid}: unexpected line {res + 2} in /proc/PID/limits: {line!r}")
         soft, hard = line[len(LIMITS[res]):].split()[:2]
         out.append(Rlimit(resource=res, cur=UNLIMITED if soft == "unlimited" else int(soft),
                           max=UNLIMITED if hard == "unlimited" else int(hard)))
@@ -87,56 +79,28 @@ def _robust_list(pid: int) -> tuple[int, int]:
     return int(head[0]), int(size[0])
 
 
-def _ptrace(pid: int, request: int, name: str, addr: int, data: object = ffi.NULL) -> int:
-    """A raw request on a task this process has seized (any thread of the dumped process)."""
-    rc = int(lib.ptrace_call(request, pid, ffi.cast("void *", addr), data))
-    if rc < 0:
-        raise_for(pid, name, ffi.errno)
-    return rc
+def _prctl(t: Tracee, what: str, *args: int) -> int:
+    return t.call(f"prctl({what})", lib.SYS_prctl, *args, *(0,) * (5 - len(args)))
 
 
-def _seccomp(pid: int, count: int) -> list[SeccompFilter]:
-    """The task's filters, oldest first (index 0 of PTRACE_SECCOMP_GET_FILTER is the newest)."""
-    out = []
-    for i in range(count):
-        n = _ptrace(pid, lib.PTRACE_SECCOMP_GET_FILTER, "SECCOMP_GET_FILTER", i)
-        prog = ffi.new("char[]", n * SOCK_FILTER)
-        _ptrace(pid, lib.PTRACE_SECCOMP_GET_FILTER, "SECCOMP_GET_FILTER", i, prog)
-        meta = ffi.new("char[]", SECCOMP_METADATA.pack(i, 0))
-        _ptrace(pid, PTRACE_SECCOMP_GET_METADATA, "SECCOMP_GET_METADATA", SECCOMP_METADATA.size, meta)
-        _, flags = SECCOMP_METADATA.unpack(ffi.buffer(meta, SECCOMP_METADATA.size))
-        out.append(SeccompFilter(program=bytes(ffi.buffer(prog, n * SOCK_FILTER)), flags=flags))
-    return out[::-1]
+def _personality(tid: int) -> int:
+    return int(proc.read(tid, "personality"), 16)
 
 
-def _same_in_threads(pid: int, st: dict[str, str], filters: list[SeccompFilter]) -> None:
-    """The image holds one set of per-thread attributes, given to every thread at restore:
-    refuse a thread whose credentials, no_new_privs, personality or filters differ from the
-    main thread's (as far as /proc and ptrace show them: securebits and pdeathsig of other
-    threads are not visible from outside)."""
-    personality = proc.read(pid, "personality")
-    for tid in sorted(int(x) for x in os.listdir(f"/proc/{pid}/task") if int(x) != pid):
-        other = proc.status(tid)
-        differ = [k for k in THREAD_STATUS if other.get(k) != st.get(k)]
-        if proc.read(tid, "personality") != personality:
-            differ.append("personality")
-        if not differ and st.get("Seccomp") == str(SECCOMP_MODE_FILTER) \
-                and _seccomp(tid, int(other.get("Seccomp_filters", "0"))) != filters:
-            differ.append("seccomp filters")
-        if differ:
-            raise Unsupported(f"pid {pid}: thread {tid} has its own {', '.join(differ)}: "
-                              "per-thread credentials and filters are not dumped yet")
+def _thread_dump(tt: Tracee) -> ThreadAttrs:
+    """A seized thread's own credentials, no_new_privs, personality and filters (securebits
+    by a remote prctl in it: /proc does not show them)."""
+    st = proc.status(tt.pid)
+    filters = seccomp.dump(tt.pid, st)  # refuses strict mode before any remote call
+    return ThreadAttrs(tid=tt.pid, creds=_creds(tt.pid, _prctl(tt, "PR_GET_SECUREBITS", PR_GET_SECUREBITS)),
+                       no_new_privs=st.get("NoNewPrivs") == "1", personality=_personality(tt.pid), seccomp=filters)
 
 
-def dump(t: Tracee) -> Task:
-    """Everything above for the seized task."""
+def dump(t: Tracee, others: list[Tracee]) -> Task:
+    """Everything above for the seized task, read through thread t (its main thread unless
+    that one exited alone); `others`: its other threads, seized too."""
     pid = t.pid
-    st = proc.status(pid)
-    mode = int(st.get("Seccomp", "0"))
-    if mode == SECCOMP_MODE_STRICT:
-        # Strict mode allows only read/write/exit/sigreturn: a restored task cannot be given
-        # back the rest of its state by itself, and the mode cannot be set from outside.
-        raise Unsupported(f"pid {pid}: seccomp strict mode (SECCOMP_MODE_STRICT)")
+    filters = seccomp.dump(pid, proc.status(pid))  # refuses strict mode before any remote call
     with t.scratch() as buf:
         # One batch: the pdeathsig (an int) and the tid address (a pointer) land side by side.
         securebits, dumpable, thp, _, _ = t.batch(
@@ -144,7 +108,8 @@ def dump(t: Tracee) -> Task:
              (lib.SYS_prctl, PR_GET_PDEATHSIG, buf, 0, 0, 0), (lib.SYS_prctl, PR_GET_TID_ADDRESS, buf + 8, 0, 0, 0)],
             ["prctl(PR_GET_SECUREBITS)", *MM_CALLS, "prctl(PR_GET_PDEATHSIG)", "prctl(PR_GET_TID_ADDRESS)"])
         pdeathsig, clear_tid = struct.unpack("<i4xQ", t.read(buf, 16))
-    return assemble(pid, securebits, dumpable, thp, pdeathsig, clear_tid)
+    return assemble(t.tgid, pid, securebits, dumpable, thp, pdeathsig, clear_tid, filters,
+                    [_thread_dump(tt) for tt in others])
 
 
 MM_CALLS = ["prctl(PR_GET_DUMPABLE)", "prctl(PR_GET_THP_DISABLE)"]
@@ -156,23 +121,32 @@ def mm_calls() -> list[tuple[int, ...]]:
     return [(lib.SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0), (lib.SYS_prctl, PR_GET_THP_DISABLE, 0, 0, 0, 0)]
 
 
-def assemble(pid: int, securebits: int, dumpable: int, thp: int, pdeathsig: int, clear_tid: int) -> Task:
-    """The task's part from what remote calls (or the kernel's structures) told and /proc."""
-    st = proc.status(pid)
-    mode = int(st.get("Seccomp", "0"))
-    head, size = _robust_list(pid)
-    filters = _seccomp(pid, int(st.get("Seccomp_filters", "0"))) if mode == SECCOMP_MODE_FILTER else []
-    _same_in_threads(pid, st, filters)
-    return Task(pid=pid, creds=_creds(pid, securebits), rlimits=_limits(pid),
-                personality=int(proc.read(pid, "personality"), 16), no_new_privs=st.get("NoNewPrivs") == "1",
-                dumpable=dumpable, pdeathsig=pdeathsig, thp_disable=thp, robust_list=head, robust_len=size,
-                clear_tid=clear_tid, seccomp_mode=mode, seccomp=filters)
+def assemble(tgid: int, tid: int, securebits: int, dumpable: int, thp: int, pdeathsig: int, clear_tid: int,
+             filters: list[SeccompFilter], threads: list[ThreadAttrs]) -> Task:
+    """Process tgid's part from what remote calls (or the kernel's structures) told, read
+    through its thread tid, and /proc of that thread; `threads`: its other threads' own."""
+    st = proc.status(tid)
+    head, size = _robust_list(tid)
+    if tid != tgid:
+        # tid's robust list and tid address go with its thread (engine.threads). The main
+        # thread's died with it (its exit walked the list and cleared the tid), and its
+        # pdeathsig cannot be asked of a zombie: none.
+        head = size = clear_tid = pdeathsig = 0
+    return Task(pid=tgid, creds=_creds(tid, securebits), rlimits=_limits(tid), personality=_personality(tid),
+                no_new_privs=st.get("NoNewPrivs") == "1", dumpable=dumpable, pdeathsig=pdeathsig, thp_disable=thp,
+                robust_list=head, robust_len=size, clear_tid=clear_tid,
+                seccomp_mode=seccomp.SECCOMP_MODE_FILTER if filters else 0, seccomp=filters, threads=threads)
 
 
 # --- restore ---------------------------------------------------------------------------------
 
-def _prctl(t: Tracee, what: str, *args: int) -> int:
-    return t.call(f"prctl({what})", lib.SYS_prctl, *args, *(0,) * (5 - len(args)))
+def thread_attrs(msg: Task, tids: list[int]) -> dict[int, ThreadAttrs]:
+    """Each thread's own attributes, by tid; an image from before they were dumped per thread
+    has none, and every thread then had the main thread's (the dump refused any other)."""
+    if msg.threads:
+        return {a.tid: a for a in msg.threads}
+    return {tid: ThreadAttrs(tid=tid, creds=msg.creds, no_new_privs=msg.no_new_privs, personality=msg.personality,
+                             seccomp=msg.seccomp) for tid in tids}
 
 
 def _capset(t: Tracee, lay: Layout, eff: int, prm: int, inh: int) -> None:
@@ -259,15 +233,6 @@ def _unhuge(t: Tracee, thp: int) -> None:
         os.close(mem)
 
 
-def _seccomp_restore(t: Tracee, lay: Layout, filters: list[SeccompFilter]) -> None:
-    """Install each filter, oldest first. Our own later remote calls are not filtered: the task
-    is seized with PTRACE_O_SUSPEND_SECCOMP (ptrace(2))."""
-    for i, f in enumerate(filters):
-        prog = lay.scratch + SOCK_FPROG.size
-        t.write(lay.scratch, SOCK_FPROG.pack(len(f.program) // SOCK_FILTER, prog) + f.program)
-        t.call(f"seccomp(SET_MODE_FILTER, filter {i})", lib.SYS_seccomp, SECCOMP_SET_MODE_FILTER, f.flags, lay.scratch)
-
-
 def _creds_restore(t: Tracee, lay: Layout, c: Creds) -> None:
     """From the stub's root credentials to the dumped ones, in an order where each step still
     has the capability it needs (capabilities(7), prctl(2), capset(2))."""
@@ -309,38 +274,44 @@ def _creds_restore(t: Tracee, lay: Layout, c: Creds) -> None:
     _capset(t, lay, c.cap_eff, c.cap_prm, c.cap_inh)
 
 
-def restore(t: Tracee, lay: Layout, msg: Task) -> None:
-    """Limits, personality, switches, robust list and tid address; then no_new_privs and the
-    seccomp filters while the stub is still privileged (installing one without no_new_privs
-    needs CAP_SYS_ADMIN); then credentials; then dumpable and pdeathsig, which a change of
-    credentials resets (commit_creds in kernel/cred.c). In a thread other than the main one
-    only the per-thread attributes: its robust list and tid address are the threads part's,
-    and a new thread starts with pdeathsig 0 (copy_process)."""
-    st = proc.status(t.pid)
-    main = st.get("Tgid") == str(t.pid)
-    if msg.seccomp_mode == SECCOMP_MODE_STRICT:
-        raise Unsupported(f"pid {msg.pid}: seccomp strict mode (SECCOMP_MODE_STRICT)")
-    if st.get("NoNewPrivs") == "1" and not msg.no_new_privs:
+def _own(t: Tracee, lay: Layout, personality: int, no_new_privs: bool, creds: Creds) -> None:
+    """What a thread has of its own but filters: personality, no_new_privs, then credentials."""
+    if proc.status(t.pid).get("NoNewPrivs") == "1" and not no_new_privs:
         raise CkptError(f"pid {t.pid}: the restorer runs with no_new_privs, which cannot be cleared")
-    if main:
-        _rlimits(t, lay, list(msg.rlimits))
-        thp_switch(t, msg)
-        if msg.thp_disable & 1:
-            _unhuge(t, msg.thp_disable)
-        if msg.robust_list:
-            t.call("set_robust_list", lib.SYS_set_robust_list, msg.robust_list, msg.robust_len)
-        if msg.clear_tid:
-            t.call("set_tid_address", lib.SYS_set_tid_address, msg.clear_tid)
-    t.call("personality", lib.SYS_personality, msg.personality)
-    if msg.no_new_privs:
+    t.call("personality", lib.SYS_personality, personality)
+    if no_new_privs:
         _prctl(t, "PR_SET_NO_NEW_PRIVS", PR_SET_NO_NEW_PRIVS, 1)
-    _seccomp_restore(t, lay, list(msg.seccomp))
-    _creds_restore(t, lay, msg.creds)
+    _creds_restore(t, lay, creds)
+
+
+def restore_thread(t: Tracee, lay: Layout, a: ThreadAttrs) -> None:
+    """A made thread's own personality, no_new_privs and credentials; its filters came with
+    the clones (engine.threads), while it still had the stub's privileges. It starts with
+    pdeathsig 0 (copy_process); its robust list and tid address are engine.threads'."""
+    _own(t, lay, a.personality, a.no_new_privs, a.creds)
+
+
+def restore(t: Tracee, lay: Layout, msg: Task) -> None:
+    """Limits, switches, robust list and tid address; then the main thread's personality,
+    no_new_privs and credentials (its seccomp filters were installed with the threads, by
+    engine.threads, while the stub was still privileged); then dumpable and pdeathsig, which a
+    change of credentials resets (commit_creds in kernel/cred.c). The other threads have had
+    theirs (restore_thread)."""
+    if msg.seccomp_mode == seccomp.SECCOMP_MODE_STRICT:
+        raise Unsupported(f"pid {msg.pid}: seccomp strict mode (SECCOMP_MODE_STRICT)")
+    _rlimits(t, lay, list(msg.rlimits))
+    thp_switch(t, msg)
+    if msg.thp_disable & 1:
+        _unhuge(t, msg.thp_disable)
+    # Set even when dumped empty: the stub's C library registered its own, in memory that
+    # is gone now (or, worse, taken by one of the task's areas the kernel would write to).
+    t.batch([(lib.SYS_set_robust_list, msg.robust_list, msg.robust_len or ROBUST_HEAD_SIZE),
+             (lib.SYS_set_tid_address, msg.clear_tid)], ["set_robust_list", "set_tid_address"])
+    _own(t, lay, msg.personality, msg.no_new_privs, msg.creds)
     # dumpable belongs to the mm, but every thread's change of credentials resets it.
     if msg.dumpable in (0, 1):
         _prctl(t, "PR_SET_DUMPABLE", PR_SET_DUMPABLE, msg.dumpable)
     elif _prctl(t, "PR_GET_DUMPABLE", PR_GET_DUMPABLE) != msg.dumpable:
         # 2 (SUID_DUMP_ROOT) only comes from fs.suid_dumpable on a change of credentials.
         raise CkptError(f"pid {t.pid}: dumpable was {msg.dumpable}, which prctl cannot set")
-    if main:
-        _prctl(t, "PR_SET_PDEATHSIG", PR_SET_PDEATHSIG, msg.pdeathsig)
+    _prctl(t, "PR_SET_PDEATHSIG", PR_SET_PDEATHSIG, msg.pdeathsig)

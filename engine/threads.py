@@ -1,15 +1,18 @@
 """Threads, dump and restore side by side: each thread is seized on its own and keeps its own
 registers, FPU state, blocked mask, private signal queue, sigaltstack, rseq, robust list and
-clear_child_tid; at restore a remote clone3 in the rebuilt process makes it again with its
-tid (set_tid), traced from birth, and it is then given that state."""
+clear_child_tid (its credentials and filters are the task part's: engine.task); at restore a
+remote clone3 in the rebuilt process makes it again with its tid (set_tid), traced from birth,
+and it is then given that state. Seccomp filters are inherited at clone time, so the threads
+are made in between the installs of filters (engine.seccomp.plan), some by other threads."""
 from __future__ import annotations
 
 import os
 import struct
 
-from engine import cpu, proc, signals
+from engine import cpu, proc, seccomp, signals, task
 from engine.errors import CkptError, ProcessGone
 from engine.images.core_pb2 import Core, Rseq, Thread
+from engine.images.task_pb2 import SeccompFilter, Task, ThreadAttrs
 from engine.mm import Layout
 from engine.ptrace import Tracee, home_cpus
 from native import ffi, lib
@@ -64,7 +67,8 @@ def set_name(t: Tracee, lay: Layout, name: str) -> None:
 
 
 def _clone(t: Tracee, lay: Layout, th: Thread) -> Tracee:
-    """A new thread of t's process with the dumped tid, stopped and traced."""
+    """A new thread of t's process (t: any of its threads) with the dumped tid, stopped and
+    traced; t must trace its clones (Tracee.trace_clones)."""
     tid_at = lay.scratch + CLONE_ARGS.size
     flags = THREAD_FLAGS | (lib.CLONE_CHILD_CLEARTID if th.clear_tid else 0)
     levels = list(reversed(th.nstids or [th.tid]))  # innermost first, as set_tid takes them
@@ -86,7 +90,7 @@ def spare(t: Tracee, lay: Layout) -> Tracee:
     got = t.syscall(lib.SYS_clone3, lay.scratch, CLONE_ARGS.size)
     if got < 0:
         raise CkptError(f"pid {t.pid}: remote clone3 of a spare thread: {os.strerror(-got)}")
-    return Tracee(t.spawned.pop(), adopted=True)  # as we see it (clone3 answers in its pid namespace)
+    return Tracee(t.spawned.pop(), adopted=True, tgid=t.tgid)  # as we see it (clone3 answers in its pid namespace)
 
 
 def end(tt: Tracee) -> None:
@@ -98,23 +102,43 @@ def end(tt: Tracee) -> None:
     raise CkptError(f"thread {tt.pid}: remote exit returned")
 
 
-def restore(t: Tracee, lay: Layout, core: Core) -> list[Tracee]:
-    """Make every dumped thread in the rebuilt process; they are detached by the caller."""
-    if not core.threads:
-        return []
-    t.trace_clones()
-    made: list[Tracee] = []
+def _made(t: Tracee, lay: Layout, core: Core, main_filters: list[SeccompFilter],
+          own: dict[int, ThreadAttrs]) -> dict[int, Tracee]:
+    """Make every thread and install every thread's filters, the main thread's too, in the
+    order engine.seccomp.plan gives; the made threads by tid."""
+    lists = {core.pid: main_filters} | {tid: list(a.seccomp) for tid, a in own.items()}
+    dumped = {th.tid: th for th in core.threads}
+    who = {core.pid: t}
+    cloning: set[int] = set()
+    for step in seccomp.plan(lists, core.pid):
+        if isinstance(step, seccomp.Install):
+            seccomp.install(who[step.by], lay, lists[step.by][step.index], step.index)
+            continue
+        if step.by not in cloning:
+            who[step.by].trace_clones()
+            cloning.add(step.by)
+        who[step.tid] = _clone(who[step.by], lay, dumped[step.tid])
+    return {tid: tt for tid, tt in who.items() if tid != core.pid}
+
+
+def restore(t: Tracee, lay: Layout, core: Core, attrs: Task) -> list[Tracee]:
+    """Make every dumped thread in the rebuilt process, with the seccomp filters of every
+    thread (the main one's too), and give each its state and its own credentials (attrs: the
+    task part's image); they are detached by the caller."""
+    own = task.thread_attrs(attrs, [th.tid for th in core.threads])
+    made = _made(t, lay, core, list(attrs.seccomp), own)
     for th in core.threads:
-        tt = _clone(t, lay, th)
-        made.append(tt)
+        tt = made[th.tid]
         if th.rseq.ptr:
             tt.call("rseq(register)", lib.SYS_rseq, th.rseq.ptr, th.rseq.size, 0, th.rseq.sig)
         if th.robust_list:
             tt.call("set_robust_list", lib.SYS_set_robust_list, th.robust_list, th.robust_len)
         signals.restore_thread(tt, lay, th.altstack, list(th.pending))
         set_name(tt, lay, th.comm)
+        # Last of the calls in it: a change of credentials may take away what they need.
+        task.restore_thread(tt, lay, own[th.tid])
         tt.set_xstate(th.xstate)
         tt.saved = cpu.regs_struct(th.regs)
         tt.mask = th.blocked
         tt.restore_cpus = set(th.cpus) or home_cpus()
-    return made
+    return [made[th.tid] for th in core.threads]

@@ -129,9 +129,10 @@ def idle(pid: int) -> Timers:
     return Timers(pid=pid, boot_id=_boot_id(), taken_ns=time.monotonic_ns())
 
 
-def dump(t: Tracee) -> Timers:
-    """The itimers and every POSIX timer of the (seized) task."""
-    msg = Timers(pid=t.pid, boot_id=_boot_id())
+def dump(t: Tracee, others: list[Tracee]) -> Timers:
+    """The itimers and every POSIX timer of the (seized) task; its other threads (`others`)
+    have none of their own: timers belong to the process."""
+    msg = Timers(pid=t.tgid, boot_id=_boot_id())
     queued = signals.pending(t)
     with t.scratch() as buf:
         t.batch([(lib.SYS_getitimer, which, buf + which * PAIR.size) for which in range(len(ITIMERS))],
@@ -148,7 +149,7 @@ def dump(t: Tracee) -> Timers:
             pending = p.notify != SIGEV_NONE and any(_is_own(q, p) for q in queued)
             value_ns = vsec * NS + vnsec
             msg.posix.add(id=p.id, clock=p.clock, notify=p.notify, signo=p.signo, value=p.value,
-                          target=0 if p.target == t.pid else _inner(p.target), armed=value_ns > 0 or pending,
+                          target=0 if p.target == t.tgid else _inner(p.target), armed=value_ns > 0 or pending,
                           value_ns=value_ns, interval_ns=isec * NS + insec, overrun=overrun, pending=pending)
     msg.taken_ns = time.monotonic_ns()
     return msg

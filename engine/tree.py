@@ -58,17 +58,26 @@ class Task:
     """One task of the tree: its table entry, and for a live one its seized threads."""
 
     entry: TaskEntry
-    leader: Tracee | None = None  # None for a zombie, and for a task asleep in vfork
+    # None for a zombie, while the main thread is one, and for a task asleep in vfork
+    leader: Tracee | None = None
     others: list[Tracee] = field(default_factory=list)
+    main_exit: int | None = None  # the wait status of a main thread that exited alone
     # Alive, asleep in vfork until its child execs or exits: never seized (no ptrace stop
     # reaches it there, and a seized one could not be detached: engine.asleep). It cannot run
     # while its child is frozen.
     in_vfork: bool = False
 
     @property
+    def acting(self) -> Tracee | None:
+        """The thread process-wide state is read and asked through: the main one, or the
+        first other one while the main one is a zombie (it cannot be seized); None for a
+        zombie process and for a task asleep in vfork."""
+        return self.leader or (self.others[0] if self.others else None)
+
+    @property
     def zombie(self) -> bool:
         """Dead, waiting to be reaped."""
-        return self.leader is None and not self.in_vfork
+        return self.acting is None and not self.in_vfork
 
 
 @dataclass(slots=True)
@@ -94,7 +103,7 @@ def _outer(root: int) -> tuple[int, int]:
     return st.sid, st.pgid
 
 
-def _status_masks(st: dict[str, str]) -> tuple[int, int, int]:
+def status_masks(st: dict[str, str]) -> tuple[int, int, int]:
     """SigBlk, SigIgn and SigCgt of a status (a zombie's are those it died with)."""
     return int(st.get("SigBlk", "0"), 16), int(st.get("SigIgn", "0"), 16), int(st.get("SigCgt", "0"), 16)
 
@@ -302,11 +311,9 @@ def _take(pid: int, parent: int, frozen: Frozen, optional: bool = False) -> bool
             if optional:
                 return False  # a process of the cgroup that died: its parent, outside, reaps it
             raise CkptError(f"pid {pid} is a zombie: a root must be alive")
-        if proc.threads(pid) > 1:
-            raise CkptError(f"pid {pid}: its main thread exited while others run (not supported)")
         entry.zombie = True
         entry.status = int(proc.stat_fields(pid)[49])  # exit_code (proc(5) field 52)
-        masks = _status_masks(proc.status(pid))  # now: one that died while seized has its last masks
+        masks = status_masks(proc.status(pid))  # now: one that died while seized has its last masks
         entry.sig_blocked, entry.sig_ignored, entry.sig_caught = masks
         entry.comm = proc.stat(pid).comm
     entry.tids.extend([pid] + [t.pid for t in task.others])
@@ -326,7 +333,7 @@ def _seize(pid: int, parent: int, frozen: Frozen) -> Task:
                       nspgids=proc.levels(status, "NSpgid", st.pgid), nssids=proc.levels(status, "NSsid", st.sid))
     task = Task(entry)
     if st.state in "ZX":
-        return task
+        return _dead_main(task, frozen)
     if asleep:
         if proc.threads(pid) > 1:
             raise Unsupported(f"pid {pid} waits in vfork for its child while its other threads run (not supported)")
@@ -336,18 +343,35 @@ def _seize(pid: int, parent: int, frozen: Frozen) -> Task:
         task.leader = Tracee(pid, keep_scratch=True)
     except ProcessGone:
         proc.stat(pid)  # it died meanwhile: a zombie now (or gone: ProcessGone)
-        return task
+        return _dead_main(task, frozen)
     except PtraceError as e:
         # An exiting task refuses the seizure (EPERM): in a moment it is a zombie.
         if e.err != errno.EPERM or not _exiting(pid, pid):
             raise
         _zombie_soon(pid)
-        return task
+        return _dead_main(task, frozen)
     frozen.traced.append(task.leader)
     task.others = _freeze_threads(pid, frozen)
     if st.state == "T":
         entry.stopped = task.leader.stop_signal or 19  # SIGSTOP
     entry.subreaper = _subreaper(task.leader)
+    return task
+
+
+def _dead_main(task: Task, frozen: Frozen) -> Task:
+    """A task whose main thread is a zombie: a zombie process, or one whose main thread
+    exited alone (pthread_exit, SYS_exit) while others live on. Those others are seized, the
+    first one stands in for the main thread, and its exit status is noted (proc(5) field 52,
+    exit_code). The zombie main thread itself refuses PTRACE_SEIZE (EPERM)."""
+    pid, entry = task.entry.pid, task.entry
+    task.others = _freeze_threads(pid, frozen)
+    acting = task.acting
+    if acting is None:
+        return task
+    acting.keep_scratch = True  # one scratch map per dump, as for a main thread
+    task.main_exit = int(proc.stat_fields(pid)[49])
+    entry.stopped = acting.stop_signal  # group stop: any thread reports it when seized
+    entry.subreaper = _subreaper(acting)
     return task
 
 
@@ -430,7 +454,7 @@ def _freeze_threads(pid: int, frozen: Frozen) -> list[Tracee]:
             if _state(pid, tid) == "D" and in_vfork(tid):
                 _leave_vfork(pid, tid)
             try:
-                seized[tid] = Tracee(tid)
+                seized[tid] = Tracee(tid, tgid=pid)
             except ProcessGone:
                 missed.add(tid)  # it exited between the listing and the seizure
                 continue

@@ -89,7 +89,7 @@ def pair(frozen: tree.Frozen) -> dict[int, Pair]:
                               f"({', '.join(map(str, kids))}): not supported")
         c = kids[0]
         child = frozen.tasks[c]
-        if child.leader is None:
+        if child.leader is None:  # (its main thread cannot have exited alone: that wakes the parent)
             raise Unsupported(f"pid {c}, the vfork child of pid {pid}, waits in vfork itself (not supported)")
         _refuse(pid, c, len(child.entry.tids))
         state = asleep.read(pid, child.leader.xstate())
@@ -136,7 +136,8 @@ def dump_parent(p: Pair, out: Path, pipe_data: dict[int, PipeData], per_task: di
     dumpable, thp = child.batch(task.mm_calls(), task.MM_CALLS)  # the memory's: the child answers alike
     parts: dict[str, Message] = {
         timers.KIND: timers.idle(pid),
-        task.KIND: task.assemble(pid, state.securebits, dumpable, thp, state.pdeathsig, state.clear_tid)}
+        # No filters, no other threads: refused (_refuse, engine.tree).
+        task.KIND: task.assemble(pid, pid, state.securebits, dumpable, thp, state.pdeathsig, state.clear_tid, [], [])}
     if set(parts) != {part.KIND for part in PARTS}:
         raise CkptError(f"pid {pid}: a part of the task state is not read for tasks asleep in vfork")
     per_task["core"].append(core)

@@ -87,4 +87,11 @@ struct ckpt_rseq_configuration {
 #define __NR_memfd_secret 447
 #endif
 
+/* uapi/linux/userfaultfd.h since 5.11: a context that only handles user-mode faults, which
+ * needs no privilege (we never fault on it, we only UFFDIO_COPY into it). */
+#include <linux/userfaultfd.h>
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+
 #endif

@@ -96,7 +96,7 @@ def test_the_kernel_structures_say_what_ptrace_and_the_task_say(rich: int) -> No
                [got.actions[a.sig - 1] for a in actions]
         assert got.actions[signal.SIGUSR1 - 1][0] and got.actions[signal.SIGPIPE - 1][0] == 1
         assert got.altstack == (alt.sp, alt.flags, alt.size) and alt.size == 65536
-        part = task.dump(t)
+        part = task.dump(t, [])
         assert (got.pdeathsig, got.clear_tid, got.securebits) == (part.pdeathsig, part.clear_tid,
                                                                  part.creds.securebits)
         assert got.pdeathsig == signal.SIGHUP

@@ -23,6 +23,7 @@ import engine
 from engine import cli, tree
 from engine.errors import CkptError
 from engine.tree import KeepsGrowing
+from reaping import kill_all, wait_gone
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root (ptrace, cgroups, clone3 set_tid)"),
               pytest.mark.skipif(not tree.cgroup2_mounts(), reason="no cgroup v2 hierarchy mounted")]
@@ -215,7 +216,7 @@ def _nursery(cg: Path, argv: list[str]) -> Iterator[tuple[subprocess.Popen[str],
         _kill_members(cg)
         deadline = time.monotonic() + 10
         while p.poll() is None and time.monotonic() < deadline:
-            _kill(_descendants([p.pid])[1:])
+            kill_all(_descendants([p.pid])[1:])
             time.sleep(0.01)
         if p.poll() is None:
             p.kill()
@@ -298,27 +299,6 @@ def _wait_for(path: Path) -> None:
         time.sleep(0.01)
 
 
-def _wait_gone(pids: list[int]) -> None:
-    """Until these pids are free (reaped by whoever got them)."""
-    deadline = time.monotonic() + 10
-    while any(os.path.exists(f"/proc/{p}") for p in pids):
-        assert time.monotonic() < deadline, "the killed tasks were not reaped"
-        for p in pids:
-            try:
-                os.waitpid(p, os.WNOHANG)
-            except ChildProcessError:
-                pass
-        time.sleep(0.005)
-
-
-def _kill(pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 # --- --cgroup ---------------------------------------------------------------------------------
 
 def test_cgroup_dump_and_restore(tmp_path: Path) -> None:
@@ -337,15 +317,15 @@ def test_cgroup_dump_and_restore(tmp_path: Path) -> None:
             rel = str(cg.relative_to(tree.cgroup2_mounts()[0]))
             assert cli.main(["dump", "--cgroup", rel, "-D", str(tmp_path / "img")]) == 0
             nursery.wait(timeout=10)  # it reaped the killed trees, so their pids are free
-        _wait_gone(pids)
+        wait_gone(pids)
         roots = engine.restore(tmp_path / "img")
         try:
             assert roots == sorted([root, orphan])
             assert _table(_descendants(roots)) == before
         finally:
             back = _descendants(roots)
-            _kill(back)
-            _wait_gone(back)
+            kill_all(back)
+            wait_gone(back)
 
 
 def test_cgroup_dump_api_leave_running(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import engine
 import engine.errors
 from engine.errors import Unsupported
 from harness import build
+from reaping import kill_all, wait_gone
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, ptrace, clone3 set_tid)")
 
@@ -86,6 +87,14 @@ def _look(init: int) -> str:
     return r.stdout.strip()
 
 
+def _in(init: int, code: str) -> str:
+    """Run Python code inside the init's namespaces (a process forked into its pid namespace)."""
+    r = subprocess.run([str(build.helper("zdtm-nsinit")), "enter", str(init), sys.executable, "-c", code],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
 def _levels(pid: int) -> list[int]:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("NSpid:"):
@@ -133,6 +142,20 @@ def test_namespaces_come_back(tmp_path: Path) -> None:
         assert os.readlink(f"/proc/{child}/fd/{stat_fd}") == "/proc/2/stat"
         with open(f"/proc/{child}/fd/{stat_fd}") as f:
             assert f.read().startswith("2 (")
+    finally:
+        _kill(init)
+
+
+def test_the_next_pid_inside_is_the_one_it_would_have_been(tmp_path: Path) -> None:
+    """Every restored pid came by set_tid, which leaves a pid namespace's cursor alone: the
+    namespace's ns_last_pid must be given back, or the next fork there gets another pid."""
+    init = _start(tmp_path)
+    try:
+        _in(init, "open('/proc/sys/kernel/ns_last_pid', 'w').write('500')")
+        engine.dump([init], tmp_path / "img")
+        _kill(init)
+        assert engine.restore(tmp_path / "img") == [init]
+        assert _in(init, "import os; print(os.getpid())") == "501"
     finally:
         _kill(init)
 
@@ -185,8 +208,8 @@ def test_new_pidns_keeps_pids_inside_when_they_are_taken_outside(tmp_path: Path)
     live, zombie = sorted(_children(p.pid), key=lambda c: Path(f"/proc/{c}/stat").read_text().split()[2] == "Z")
     engine.dump([p.pid], tmp_path / "img")
     p.wait()
-    from test_tree_engine import _hold_pid, _kill_tree, _wait_gone
-    _wait_gone([live, zombie])
+    from test_tree_engine import _hold_pid
+    wait_gone([live, zombie])
     holder = _hold_pid(p.pid)  # the root's pid is taken here: only a new namespace has it free
     init = 0
     try:
@@ -206,9 +229,9 @@ def test_new_pidns_keeps_pids_inside_when_they_are_taken_outside(tmp_path: Path)
         _, status = os.waitpid(init, 0)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 128 + signal.SIGKILL
         init = 0
-        _wait_gone([root, *inside.values()])
+        wait_gone([root, *inside.values()])
         assert not any(os.path.exists(f"/proc/{c}") for c in [root, *inside.values()])
     finally:
-        _kill_tree([holder])
+        kill_all([holder])
         if init:
             _kill(init)

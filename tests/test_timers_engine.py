@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Iterator
@@ -14,6 +13,7 @@ from typing import Iterator
 import pytest
 
 import engine
+from cbuild import compile_c
 from engine import images
 from engine.timers import SIGEV_NONE, SIGEV_SIGNAL, SIGEV_THREAD_ID
 
@@ -194,9 +194,7 @@ MS = 1_000_000
 def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("timers")
     (d / "timers.c").write_text(PROGRAM)
-    subprocess.run(["gcc", "-O1", "-Wall", "-Werror", "-o", str(d / "timers"), str(d / "timers.c")],
-                   check=True, timeout=60)
-    return d / "timers"
+    return compile_c(d / "timers.c", d / "timers")
 
 
 @pytest.fixture

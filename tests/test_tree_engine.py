@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 import engine
+from cbuild import compile_c
+from reaping import kill_all, wait_gone
 import native
 from engine.errors import CkptError
 
@@ -94,31 +96,6 @@ def _start(tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
     return p, ready
 
 
-def _kill_tree(pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    for pid in pids:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-
-
-def _wait_gone(pids: list[int]) -> None:
-    """Until the killed tree's pids are free (its zombies reaped by whoever got them)."""
-    deadline = time.monotonic() + 5
-    while any(os.path.exists(f"/proc/{p}") for p in pids) and time.monotonic() < deadline:
-        for p in pids:
-            try:
-                os.waitpid(p, os.WNOHANG)
-            except ChildProcessError:
-                pass
-        time.sleep(0.005)
-
-
 def test_tree_comes_back_whole_and_answers(tmp_path: Path) -> None:
     p, ready = _start(tmp_path, "tree")
     before = _table(p.pid)
@@ -126,7 +103,7 @@ def test_tree_comes_back_whole_and_answers(tmp_path: Path) -> None:
     try:
         engine.dump([p.pid], tmp_path / "img")
         p.wait()
-        _wait_gone(list(before))
+        wait_gone(list(before))
         roots = engine.restore(tmp_path / "img")
         assert roots == [p.pid]
         after = _table(p.pid)
@@ -145,8 +122,8 @@ def test_tree_comes_back_whole_and_answers(tmp_path: Path) -> None:
         time.sleep(0.05)
         assert _table(p.pid)[stopped][3] != "T"
     finally:
-        _kill_tree(list(_table(p.pid)) if os.path.exists(f"/proc/{p.pid}") else [])
-        _kill_tree([p.pid])
+        kill_all(list(_table(p.pid)) if os.path.exists(f"/proc/{p.pid}") else [])
+        kill_all([p.pid])
 
 
 def test_two_roots_in_one_dump(tmp_path: Path) -> None:
@@ -156,13 +133,13 @@ def test_two_roots_in_one_dump(tmp_path: Path) -> None:
     try:
         engine.dump([a.pid, b.pid], tmp_path / "img")
         a.wait(), b.wait()
-        _wait_gone(list(before))
+        wait_gone(list(before))
         assert engine.restore(tmp_path / "img") == [a.pid, b.pid]
         assert {**_table(a.pid), **_table(b.pid)} == before
     finally:
         for root in (a.pid, b.pid):
-            _kill_tree(list(_table(root)) if os.path.exists(f"/proc/{root}") else [])
-            _kill_tree([root])
+            kill_all(list(_table(root)) if os.path.exists(f"/proc/{root}") else [])
+            kill_all([root])
 
 
 def test_overlapping_roots_are_refused_and_left_running(tmp_path: Path) -> None:
@@ -177,7 +154,7 @@ def test_overlapping_roots_are_refused_and_left_running(tmp_path: Path) -> None:
         assert not (tmp_path / "img").exists()
         assert _table(p.pid) == before
     finally:
-        _kill_tree(list(before))
+        kill_all(list(before))
 
 
 def test_failed_restore_leaves_no_process(tmp_path: Path) -> None:
@@ -185,7 +162,7 @@ def test_failed_restore_leaves_no_process(tmp_path: Path) -> None:
     before = _table(p.pid)
     engine.dump([p.pid], tmp_path / "img")
     p.wait()
-    _wait_gone(list(before))
+    wait_gone(list(before))
     # A deep task's pid is taken: the tree is half made when the plan fails.
     orphan = next(pid for pid, s in before.items() if s[0] == p.pid and s[2] not in (p.pid,))
     holder = _hold_pid(orphan)
@@ -197,7 +174,7 @@ def test_failed_restore_leaves_no_process(tmp_path: Path) -> None:
                 and Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"]
         assert left == []
     finally:
-        _kill_tree([holder])
+        kill_all([holder])
 
 
 def _hold_pid(pid: int) -> int:
@@ -249,3 +226,78 @@ def _free_pid(skip: int = 0) -> int:
         if not os.path.exists(f"/proc/{pid}"):
             return pid
         pid += 2
+
+
+ZOMBIE_MAIN = Path(__file__).resolve().parent / "data" / "zombie_main.c"
+
+
+@pytest.fixture(scope="module")
+def zombie_main(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_c(ZOMBIE_MAIN, tmp_path_factory.mktemp("zombie_main") / "zombie_main")
+
+
+def _threads(pid: int) -> dict[int, tuple[str, int]]:
+    """tid -> (state class, exit code field 52 of proc(5)) of every thread of the process."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        f = raw[raw.rindex(")") + 2:].split()
+        out[int(tid)] = (f[0] if f[0] in "ZT" else "live", int(f[49]))
+    return out
+
+
+def _await_file(path: Path, timeout: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} never came"
+        time.sleep(0.005)
+    return path.read_text()
+
+
+def _start_zombie_main(program: Path, prefix: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The parent (our child) and its child whose main thread exited with code 13."""
+    p = subprocess.Popen([str(program), str(prefix)])
+    return p, int(_await_file(Path(f"{prefix}.ready")))
+
+
+def _assert_zombie_main(pid: int, before: dict[int, tuple[str, int]], prefix: Path) -> None:
+    """The main thread is a zombie holding exit code 13, the threads are those of before and
+    alive, the parent cannot reap the process; once the threads exit it can, with 13."""
+    assert _threads(pid) == before
+    assert before[pid] == ("Z", 13 << 8)
+    assert all(st == ("live", 0) for tid, st in before.items() if tid != pid) and len(before) == 3
+    time.sleep(0.05)  # the parent sleeps in waitpid: a reapable child would be reaped by now
+    assert not Path(f"{prefix}.reaped").exists()
+    Path(f"{prefix}.go").touch()  # each thread checks its tid and TLS, then exits with 13
+    assert _await_file(Path(f"{prefix}.reaped")) == f"{pid} {13 << 8}"
+
+
+def test_main_thread_that_exited_alone_comes_back_a_zombie(tmp_path: Path, zombie_main: Path) -> None:
+    prefix = tmp_path / "zm"
+    p, child = _start_zombie_main(zombie_main, prefix)
+    before = _threads(child)
+    try:
+        engine.dump([p.pid], tmp_path / "img")
+        p.wait()
+        wait_gone([p.pid, *before])
+        assert engine.restore(tmp_path / "img") == [p.pid]
+        _assert_zombie_main(child, before, prefix)
+    finally:
+        kill_all([child, p.pid])
+        kill_all([p.pid])
+
+
+def test_main_thread_that_exited_alone_is_left_as_it_was(tmp_path: Path, zombie_main: Path) -> None:
+    """By a failed dump (the child given as a root too) and by one that leaves it running."""
+    prefix = tmp_path / "zm"
+    p, child = _start_zombie_main(zombie_main, prefix)
+    before = _threads(child)
+    try:
+        with pytest.raises(CkptError, match=f"root {child} is inside the tree of root {p.pid}"):
+            engine.dump([p.pid, child], tmp_path / "img")
+        assert _threads(child) == before
+        engine.dump([p.pid], tmp_path / "img", leave_running=True)
+        _assert_zombie_main(child, before, prefix)
+    finally:
+        kill_all([child, p.pid])
+        kill_all([p.pid])

@@ -137,7 +137,7 @@ class Thread(_message.Message):
     def __init__(self, tid: _Optional[int] = ..., regs: _Optional[_Union[Regs, _Mapping]] = ..., xstate: _Optional[bytes] = ..., blocked: _Optional[int] = ..., pending: _Optional[_Iterable[_Union[PendingSignal, _Mapping]]] = ..., altstack: _Optional[_Union[SigAltStack, _Mapping]] = ..., rseq: _Optional[_Union[Rseq, _Mapping]] = ..., clear_tid: _Optional[int] = ..., robust_list: _Optional[int] = ..., robust_len: _Optional[int] = ..., comm: _Optional[str] = ..., nstids: _Optional[_Iterable[int]] = ..., cpus: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Core(_message.Message):
-    __slots__ = ("pid", "ppid", "pgid", "sid", "comm", "regs", "xstate", "sigactions", "blocked", "altstack", "rseq", "pending", "threads", "cpus")
+    __slots__ = ("pid", "ppid", "pgid", "sid", "comm", "regs", "xstate", "sigactions", "blocked", "altstack", "rseq", "pending", "threads", "cpus", "main_exited", "main_status")
     PID_FIELD_NUMBER: _ClassVar[int]
     PPID_FIELD_NUMBER: _ClassVar[int]
     PGID_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +152,8 @@ class Core(_message.Message):
     PENDING_FIELD_NUMBER: _ClassVar[int]
     THREADS_FIELD_NUMBER: _ClassVar[int]
     CPUS_FIELD_NUMBER: _ClassVar[int]
+    MAIN_EXITED_FIELD_NUMBER: _ClassVar[int]
+    MAIN_STATUS_FIELD_NUMBER: _ClassVar[int]
     pid: int
     ppid: int
     pgid: int
@@ -166,4 +168,6 @@ class Core(_message.Message):
     pending: _containers.RepeatedCompositeFieldContainer[PendingSignal]
     threads: _containers.RepeatedCompositeFieldContainer[Thread]
     cpus: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., pgid: _Optional[int] = ..., sid: _Optional[int] = ..., comm: _Optional[str] = ..., regs: _Optional[_Union[Regs, _Mapping]] = ..., xstate: _Optional[bytes] = ..., sigactions: _Optional[_Iterable[_Union[SigAction, _Mapping]]] = ..., blocked: _Optional[int] = ..., altstack: _Optional[_Union[SigAltStack, _Mapping]] = ..., rseq: _Optional[_Union[Rseq, _Mapping]] = ..., pending: _Optional[_Iterable[_Union[PendingSignal, _Mapping]]] = ..., threads: _Optional[_Iterable[_Union[Thread, _Mapping]]] = ..., cpus: _Optional[_Iterable[int]] = ...) -> None: ...
+    main_exited: bool
+    main_status: int
+    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., pgid: _Optional[int] = ..., sid: _Optional[int] = ..., comm: _Optional[str] = ..., regs: _Optional[_Union[Regs, _Mapping]] = ..., xstate: _Optional[bytes] = ..., sigactions: _Optional[_Iterable[_Union[SigAction, _Mapping]]] = ..., blocked: _Optional[int] = ..., altstack: _Optional[_Union[SigAltStack, _Mapping]] = ..., rseq: _Optional[_Union[Rseq, _Mapping]] = ..., pending: _Optional[_Iterable[_Union[PendingSignal, _Mapping]]] = ..., threads: _Optional[_Iterable[_Union[Thread, _Mapping]]] = ..., cpus: _Optional[_Iterable[int]] = ..., main_exited: _Optional[bool] = ..., main_status: _Optional[int] = ...) -> None: ...

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Fd(_message.Message):
-    __slots__ = ("fd", "cloexec", "path", "flags", "pos", "mode", "unlinked", "dup", "dup_of", "pipe", "size", "extents", "link", "kernel", "memfd", "dev", "ino")
+    __slots__ = ("fd", "cloexec", "path", "flags", "pos", "mode", "unlinked", "dup", "dup_of", "pipe", "size", "extents", "link", "kernel", "memfd", "dev", "ino", "shared")
     FD_FIELD_NUMBER: _ClassVar[int]
     CLOEXEC_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class Fd(_message.Message):
     MEMFD_FIELD_NUMBER: _ClassVar[int]
     DEV_FIELD_NUMBER: _ClassVar[int]
     INO_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
     fd: int
     cloexec: bool
     path: str
@@ -42,7 +43,8 @@ class Fd(_message.Message):
     memfd: bool
     dev: int
     ino: int
-    def __init__(self, fd: _Optional[int] = ..., cloexec: _Optional[bool] = ..., path: _Optional[str] = ..., flags: _Optional[int] = ..., pos: _Optional[int] = ..., mode: _Optional[int] = ..., unlinked: _Optional[bool] = ..., dup: _Optional[bool] = ..., dup_of: _Optional[int] = ..., pipe: _Optional[int] = ..., size: _Optional[int] = ..., extents: _Optional[_Iterable[_Union[Extent, _Mapping]]] = ..., link: _Optional[str] = ..., kernel: _Optional[_Union[KernelFd, _Mapping]] = ..., memfd: _Optional[bool] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ...) -> None: ...
+    shared: int
+    def __init__(self, fd: _Optional[int] = ..., cloexec: _Optional[bool] = ..., path: _Optional[str] = ..., flags: _Optional[int] = ..., pos: _Optional[int] = ..., mode: _Optional[int] = ..., unlinked: _Optional[bool] = ..., dup: _Optional[bool] = ..., dup_of: _Optional[int] = ..., pipe: _Optional[int] = ..., size: _Optional[int] = ..., extents: _Optional[_Iterable[_Union[Extent, _Mapping]]] = ..., link: _Optional[str] = ..., kernel: _Optional[_Union[KernelFd, _Mapping]] = ..., memfd: _Optional[bool] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ..., shared: _Optional[int] = ...) -> None: ...
 
 class KernelFd(_message.Message):
     __slots__ = ("pidfd_pid", "ns", "ns_ours", "ns_pid")

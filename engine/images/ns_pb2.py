@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x08ns.proto\x12\x04\x63kpt\"X\n\x05Mount\x12\x12\n\nmountpoint\x18\x01 \x01(\t\x12\x0e\n\x06\x66stype\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\r\n\x05\x66lags\x18\x04 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\t\"\xa8\x01\n\tNamespace\x12\x0c\n\x04kind\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\x04\x12\x0f\n\x07\x63reator\x18\x03 \x01(\x05\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x12\n\ndomainname\x18\x05 \x01(\t\x12\r\n\x05lo_up\x18\x06 \x01(\x08\x12\x0f\n\x07private\x18\x07 \x01(\x08\x12\x1b\n\x06mounts\x18\x08 \x03(\x0b\x32\x0b.ckpt.Mount\x12\r\n\x05outer\x18\t \x03(\t\"1\n\nNamespaces\x12#\n\nnamespaces\x18\x01 \x03(\x0b\x32\x0f.ckpt.Namespaceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x08ns.proto\x12\x04\x63kpt\"X\n\x05Mount\x12\x12\n\nmountpoint\x18\x01 \x01(\t\x12\x0e\n\x06\x66stype\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\r\n\x05\x66lags\x18\x04 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\t\"\xba\x01\n\tNamespace\x12\x0c\n\x04kind\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\x04\x12\x0f\n\x07\x63reator\x18\x03 \x01(\x05\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x12\n\ndomainname\x18\x05 \x01(\t\x12\r\n\x05lo_up\x18\x06 \x01(\x08\x12\x0f\n\x07private\x18\x07 \x01(\x08\x12\x1b\n\x06mounts\x18\x08 \x03(\x0b\x32\x0b.ckpt.Mount\x12\r\n\x05outer\x18\t \x03(\t\x12\x10\n\x08last_pid\x18\n \x01(\x05\"1\n\nNamespaces\x12#\n\nnamespaces\x18\x01 \x03(\x0b\x32\x0f.ckpt.Namespaceb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MOUNT']._serialized_start=18
   _globals['_MOUNT']._serialized_end=106
   _globals['_NAMESPACE']._serialized_start=109
-  _globals['_NAMESPACE']._serialized_end=277
-  _globals['_NAMESPACES']._serialized_start=279
-  _globals['_NAMESPACES']._serialized_end=328
+  _globals['_NAMESPACE']._serialized_end=295
+  _globals['_NAMESPACES']._serialized_start=297
+  _globals['_NAMESPACES']._serialized_end=346
 # @@protoc_insertion_point(module_scope)

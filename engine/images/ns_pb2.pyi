@@ -21,7 +21,7 @@ class Mount(_message.Message):
     def __init__(self, mountpoint: _Optional[str] = ..., fstype: _Optional[str] = ..., source: _Optional[str] = ..., flags: _Optional[int] = ..., data: _Optional[str] = ...) -> None: ...
 
 class Namespace(_message.Message):
-    __slots__ = ("kind", "id", "creator", "hostname", "domainname", "lo_up", "private", "mounts", "outer")
+    __slots__ = ("kind", "id", "creator", "hostname", "domainname", "lo_up", "private", "mounts", "outer", "last_pid")
     KIND_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     CREATOR_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class Namespace(_message.Message):
     PRIVATE_FIELD_NUMBER: _ClassVar[int]
     MOUNTS_FIELD_NUMBER: _ClassVar[int]
     OUTER_FIELD_NUMBER: _ClassVar[int]
+    LAST_PID_FIELD_NUMBER: _ClassVar[int]
     kind: int
     id: int
     creator: int
@@ -40,7 +41,8 @@ class Namespace(_message.Message):
     private: bool
     mounts: _containers.RepeatedCompositeFieldContainer[Mount]
     outer: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, kind: _Optional[int] = ..., id: _Optional[int] = ..., creator: _Optional[int] = ..., hostname: _Optional[str] = ..., domainname: _Optional[str] = ..., lo_up: _Optional[bool] = ..., private: _Optional[bool] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., outer: _Optional[_Iterable[str]] = ...) -> None: ...
+    last_pid: int
+    def __init__(self, kind: _Optional[int] = ..., id: _Optional[int] = ..., creator: _Optional[int] = ..., hostname: _Optional[str] = ..., domainname: _Optional[str] = ..., lo_up: _Optional[bool] = ..., private: _Optional[bool] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., outer: _Optional[_Iterable[str]] = ..., last_pid: _Optional[int] = ...) -> None: ...
 
 class Namespaces(_message.Message):
     __slots__ = ("namespaces",)

@@ -58,8 +58,22 @@ class SeccompFilter(_message.Message):
     flags: int
     def __init__(self, program: _Optional[bytes] = ..., flags: _Optional[int] = ...) -> None: ...
 
+class ThreadAttrs(_message.Message):
+    __slots__ = ("tid", "creds", "no_new_privs", "personality", "seccomp")
+    TID_FIELD_NUMBER: _ClassVar[int]
+    CREDS_FIELD_NUMBER: _ClassVar[int]
+    NO_NEW_PRIVS_FIELD_NUMBER: _ClassVar[int]
+    PERSONALITY_FIELD_NUMBER: _ClassVar[int]
+    SECCOMP_FIELD_NUMBER: _ClassVar[int]
+    tid: int
+    creds: Creds
+    no_new_privs: bool
+    personality: int
+    seccomp: _containers.RepeatedCompositeFieldContainer[SeccompFilter]
+    def __init__(self, tid: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., no_new_privs: _Optional[bool] = ..., personality: _Optional[int] = ..., seccomp: _Optional[_Iterable[_Union[SeccompFilter, _Mapping]]] = ...) -> None: ...
+
 class Task(_message.Message):
-    __slots__ = ("pid", "creds", "rlimits", "personality", "no_new_privs", "dumpable", "pdeathsig", "thp_disable", "robust_list", "robust_len", "clear_tid", "seccomp_mode", "seccomp")
+    __slots__ = ("pid", "creds", "rlimits", "personality", "no_new_privs", "dumpable", "pdeathsig", "thp_disable", "robust_list", "robust_len", "clear_tid", "seccomp_mode", "seccomp", "threads")
     PID_FIELD_NUMBER: _ClassVar[int]
     CREDS_FIELD_NUMBER: _ClassVar[int]
     RLIMITS_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +87,7 @@ class Task(_message.Message):
     CLEAR_TID_FIELD_NUMBER: _ClassVar[int]
     SECCOMP_MODE_FIELD_NUMBER: _ClassVar[int]
     SECCOMP_FIELD_NUMBER: _ClassVar[int]
+    THREADS_FIELD_NUMBER: _ClassVar[int]
     pid: int
     creds: Creds
     rlimits: _containers.RepeatedCompositeFieldContainer[Rlimit]
@@ -86,4 +101,5 @@ class Task(_message.Message):
     clear_tid: int
     seccomp_mode: int
     seccomp: _containers.RepeatedCompositeFieldContainer[SeccompFilter]
-    def __init__(self, pid: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., rlimits: _Optional[_Iterable[_Union[Rlimit, _Mapping]]] = ..., personality: _Optional[int] = ..., no_new_privs: _Optional[bool] = ..., dumpable: _Optional[int] = ..., pdeathsig: _Optional[int] = ..., thp_disable: _Optional[int] = ..., robust_list: _Optional[int] = ..., robust_len: _Optional[int] = ..., clear_tid: _Optional[int] = ..., seccomp_mode: _Optional[int] = ..., seccomp: _Optional[_Iterable[_Union[SeccompFilter, _Mapping]]] = ...) -> None: ...
+    threads: _containers.RepeatedCompositeFieldContainer[ThreadAttrs]
+    def __init__(self, pid: _Optional[int] = ..., creds: _Optional[_Union[Creds, _Mapping]] = ..., rlimits: _Optional[_Iterable[_Union[Rlimit, _Mapping]]] = ..., personality: _Optional[int] = ..., no_new_privs: _Optional[bool] = ..., dumpable: _Optional[int] = ..., pdeathsig: _Optional[int] = ..., thp_disable: _Optional[int] = ..., robust_list: _Optional[int] = ..., robust_len: _Optional[int] = ..., clear_tid: _Optional[int] = ..., seccomp_mode: _Optional[int] = ..., seccomp: _Optional[_Iterable[_Union[SeccompFilter, _Mapping]]] = ..., threads: _Optional[_Iterable[_Union[ThreadAttrs, _Mapping]]] = ...) -> None: ...

@@ -3,7 +3,8 @@ and is found through the entry-point group `ckpt.planners`; `make_plan` proves i
 engine.validate before anything runs it."""
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
 from typing import Protocol
 
 from engine.errors import CkptError
@@ -34,18 +35,25 @@ class UnknownPlanner(CkptError):
         return f"unknown planner {self.name!r} (known: {', '.join(self.known) or 'none'})"
 
 
+@cache
+def _registered() -> dict[str, EntryPoint]:
+    """The group's entry points by name, looked up once per process: the lookup reads every
+    installed distribution's metadata (6 ms here, a third of a small restore)."""
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
 def known() -> list[str]:
     """Names of the installed planners."""
-    return sorted(ep.name for ep in entry_points(group=GROUP))
+    return sorted(_registered())
 
 
 def load(name: str = "standard") -> Planner:
     """The planner registered under that name."""
-    for ep in entry_points(group=GROUP):
-        if ep.name == name:
-            planner: Planner = ep.load()()
-            return planner
-    raise UnknownPlanner(name, known())
+    ep = _registered().get(name)
+    if ep is None:
+        raise UnknownPlanner(name, known())
+    planner: Planner = ep.load()()
+    return planner
 
 
 def make_plan(table: Table, planner: Planner | str | None = None) -> Plan:

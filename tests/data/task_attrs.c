@@ -9,9 +9,16 @@
  *                       no-setuid-fixup), a smaller bounding set and effective set
  *   task_attrs strict   enters SECCOMP_MODE_STRICT and spins (the dump must refuse it)
  *   task_attrs threads  as dropped, with a second thread started last (it shares them all)
- *   task_attrs own      as root, with a second thread whose effective uid alone is 5 (a raw
- *                       setresuid changes the calling thread only): the dump must refuse it
- * Both first two also lower RLIMIT_NOFILE and RLIMIT_CORE, set ADDR_NO_RANDOMIZE, disable
+ *   task_attrs own      as root with the filter, then a second thread takes credentials of
+ *                       its own (raw syscalls change the calling thread only): effective
+ *                       uid 5 and gid 7, CapEff without CAP_DAC_OVERRIDE, CAP_SYS_BOOT out
+ *                       of its bounding set, keep-caps, no_new_privs, and a filter of its own
+ *                       (getsid() fails with ENOTUNIQ); after it started the main thread adds
+ *                       one more filter, which the thread does not have: getppid() fails with
+ *                       EDOM there (of two filters, the newest gives the errno: the order
+ *                       counts). The thread then starts a third one, which inherits all of
+ *                       that from it. On SIGUSR2 the second thread checks itself too.
+ * All but strict also lower RLIMIT_NOFILE and RLIMIT_CORE, set ADDR_NO_RANDOMIZE, disable
  * THP, register a robust list head and a clear_child_tid address, clear dumpable and set
  * SIGUSR1 as parent-death signal. Their filter makes getppid() fail with EPERM. */
 #define _GNU_SOURCE
@@ -28,6 +35,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>
@@ -55,13 +63,17 @@ struct state {
 	struct rlimit nofile, core;
 };
 
-static struct state want;
+static struct state want, thread_want;
 static struct robust_list_head head;
 static int tid_word;
+static int own_mode;
+static uint32_t thread_asked;	/* own mode: the main thread asks, the thread answers */
+static uint32_t thread_answer;	/* 1 + the number of what differs in the thread */
 
 /* The numbers the program exits with when an attribute differs after restore. */
 enum { CHECKS = 10, C_UIDS, C_GIDS, C_GROUPS, C_CAPS, C_AMB, C_BND, C_SECUREBITS, C_DUMPABLE,
-	C_PDEATHSIG, C_THP, C_NNP, C_PERS, C_ROBUST, C_TID, C_RLIMITS, C_SECCOMP };
+	C_PDEATHSIG, C_THP, C_NNP, C_PERS, C_ROBUST, C_TID, C_RLIMITS, C_SECCOMP, C_OWN_SECCOMP,
+	C_THREAD_IDS, C_THREAD_CAPS, C_THREAD_BITS, C_THREAD_SECCOMP };
 
 static void die(const char *what)
 {
@@ -158,33 +170,77 @@ static int differs(void)
 		return C_TID;
 	if (memcmp(&s.nofile, &want.nofile, sizeof(s.nofile)) || memcmp(&s.core, &want.core, sizeof(s.core)))
 		return C_RLIMITS;
-	/* The filter still acts: getppid() fails with EPERM, getpid() works. */
+	/* The filter still acts: getppid() fails with EPERM (EDOM, from the newer filter, in
+	 * own mode), getpid() works. */
 	errno = 0;
-	if (syscall(SYS_getppid) != -1 || errno != EPERM || syscall(SYS_getpid) != getpid())
+	if (syscall(SYS_getppid) != -1 || errno != (own_mode ? EDOM : EPERM) || syscall(SYS_getpid) != getpid())
 		return C_SECCOMP;
+	/* The own thread's filter is not ours. */
+	if (syscall(SYS_getsid, 0) < 0)
+		return C_OWN_SECCOMP;
+	return 0;
+}
+
+/* The own thread's attributes, from the thread itself. */
+static int thread_differs(void)
+{
+	struct state s;
+
+	read_state(&s);
+	if (memcmp(s.uid, thread_want.uid, sizeof(s.uid)) || s.fsuid != thread_want.fsuid
+	    || memcmp(s.gid, thread_want.gid, sizeof(s.gid)) || s.fsgid != thread_want.fsgid)
+		return C_THREAD_IDS;
+	if (s.eff != thread_want.eff || s.prm != thread_want.prm || s.inh != thread_want.inh
+	    || s.amb != thread_want.amb || s.bnd != thread_want.bnd)
+		return C_THREAD_CAPS;
+	if (s.securebits != thread_want.securebits || s.nnp != thread_want.nnp || s.pers != thread_want.pers)
+		return C_THREAD_BITS;
+	/* The main thread's first filter, its own, not the main thread's later one. */
+	errno = 0;
+	if (syscall(SYS_getppid) != -1 || errno != EPERM)
+		return C_THREAD_SECCOMP;
+	errno = 0;
+	if (syscall(SYS_getsid, 0) != -1 || errno != ENOTUNIQ)
+		return C_THREAD_SECCOMP;
 	return 0;
 }
 
 static void on_usr2(int sig)
 {
+	int rc = differs();
+
 	(void)sig;
-	_exit(differs());
+	if (own_mode) {
+		__atomic_store_n(&thread_asked, 1, __ATOMIC_SEQ_CST);
+		syscall(SYS_futex, &thread_asked, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+		while (!__atomic_load_n(&thread_answer, __ATOMIC_SEQ_CST))
+			syscall(SYS_futex, &thread_answer, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+		if (!rc)
+			rc = thread_answer - 1;
+	}
+	_exit(rc);
 }
 
-static void filter(void)
+/* A filter for the calling thread: syscall nr fails with err. */
+static void filter_one(int nr, int err)
 {
 	struct sock_filter prog[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 3),
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getppid, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | err),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog fprog = { sizeof(prog) / sizeof(prog[0]), prog };
 
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog))
 		die("seccomp");
+}
+
+static void filter(void)
+{
+	filter_one(SYS_getppid, EPERM);
 }
 
 static void common(void)
@@ -247,13 +303,51 @@ static void root(void)
 
 static volatile int thread_ready;
 
-static void *idle(void *arg)
+static void *sub(void *arg)
 {
-	if (arg && syscall(SYS_setresuid, -1, 5, -1))
-		die("thread setresuid");
-	thread_ready = 1;
+	(void)arg;
 	for (;;)
 		pause();
+	return NULL;
+}
+
+/* Credentials, no_new_privs and a filter of the calling thread's own; then a thread of its
+ * own, which inherits them. */
+static void own_thread(void)
+{
+	unsigned long long eff, prm, inh;
+	pthread_t t;
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		die("thread PR_SET_NO_NEW_PRIVS");
+	filter_one(SYS_getsid, ENOTUNIQ);
+	if (prctl(PR_CAPBSET_DROP, CAP_SYS_BOOT, 0, 0, 0) || prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0))
+		die("thread PR_CAPBSET_DROP/PR_SET_KEEPCAPS");
+	/* Raw: the libc wrappers change every thread of the process. */
+	if (syscall(SYS_setresgid, -1, 7, -1) || syscall(SYS_setresuid, -1, 5, -1))
+		die("thread setresgid/setresuid");
+	caps(&eff, &prm, &inh);  /* euid 5 cleared the effective set; raise most of it again */
+	set_caps(prm & ~CAP(CAP_DAC_OVERRIDE), prm, inh);
+	read_state(&thread_want);
+	if (pthread_create(&t, NULL, sub, NULL))
+		die("thread pthread_create");
+}
+
+static void *idle(void *arg)
+{
+	if (arg)
+		own_thread();
+	thread_ready = 1;
+	for (;;) {
+		if (!__atomic_load_n(&thread_asked, __ATOMIC_SEQ_CST)) {
+			syscall(SYS_futex, &thread_asked, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+			continue;
+		}
+		__atomic_store_n(&thread_answer, 1 + thread_differs(), __ATOMIC_SEQ_CST);
+		syscall(SYS_futex, &thread_answer, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+		for (;;)
+			pause();
+	}
 	return NULL;
 }
 
@@ -293,18 +387,23 @@ int main(int argc, char **argv)
 	}
 	signal(SIGUSR2, on_usr2);
 	common();
+	own_mode = !strcmp(argv[1], "own");
 	if (!strcmp(argv[1], "dropped") || !strcmp(argv[1], "threads"))
 		dropped();
 	else if (!strcmp(argv[1], "root"))
 		root();
-	else if (strcmp(argv[1], "own"))
+	else if (own_mode) {
+		filter();
+		thread(argv);
+		filter_one(SYS_getppid, EDOM);  /* after the thread started: not the thread's */
+	} else
 		return 2;
-	/* Last: a change of credentials resets both (commit_creds). */
+	/* Last: a change of credentials resets both (commit_creds), the thread's too. */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) || prctl(PR_SET_PDEATHSIG, SIGUSR1, 0, 0, 0))
 		die("dumpable/pdeathsig");
 	read_state(&want);
-	if (!strcmp(argv[1], "threads") || !strcmp(argv[1], "own"))
-		thread(argv[1][0] == 'o' ? argv : NULL);
+	if (!strcmp(argv[1], "threads"))
+		thread(NULL);
 	printf("ready\n");
 	fflush(stdout);
 	dup2(null, 0), dup2(null, 1), dup2(null, 2), close(null);

@@ -10,7 +10,7 @@
 
 /* A transition test's setup: run build, then step until *steps >= min_steps and ready()
  * (when given) holds, so the check's minimums hold however soon SIGTERM comes. A loop
- * still short of them after 2 s is a failure (reported at the caller's line). */
+ * still short of them after 10 s is a failure (reported at the caller's line). */
 #define zdtm_warmup(build, step, steps, min_steps, ready) \
 	zdtm_warmup_at(__FILE__, __LINE__, build, step, steps, min_steps, ready)
 int zdtm_warmup_at(const char *file, int line, int (*build)(void), int (*step)(void),

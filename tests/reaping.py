@@ -1,0 +1,33 @@
+"""Killing and waiting out the processes a test made: shared by the engine tests."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+
+def kill_all(pids: list[int]) -> None:
+    """SIGKILL each (gone ones are skipped); a child of ours among them is collected if dead."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def wait_gone(pids: list[int], timeout: float = 10.0) -> None:
+    """Until these pids are free (killed tasks reaped by whoever got them); fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while any(os.path.exists(f"/proc/{p}") for p in pids):
+        assert time.monotonic() < deadline, "the killed tasks were not reaped"
+        for p in pids:
+            try:
+                os.waitpid(p, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        time.sleep(0.005)

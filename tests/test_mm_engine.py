@@ -1,0 +1,101 @@
+"""Memory contents through the ckpt engine, by the path each kind of area takes: private
+anonymous areas large enough for UFFDIO_COPY (writable, read-only, sparse), a huge-page area
+left to faults, a small one by preadv. The program checks its own bytes after restore, and
+/proc shows the areas as they were, with no userfaultfd left registered on them."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import engine
+from engine import images, uffd
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (ptrace, clone3 set_tid)")
+
+# Areas (sizes in pages): big 2048 rw, ro 512 read-only, sparse 1024 with every 7th page
+# touched, huge 1024 MADV_HUGEPAGE, small 4 rw. On SIGUSR1 it compares every byte with what
+# it wrote, and writes "ok" or the first area that differs.
+PROGRAM = r"""
+import ctypes, hashlib, mmap, signal, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+PAGE = 4096
+def area(pages, **kw):
+    return mmap.mmap(-1, pages * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, **kw)
+def fill(m, seed, step=1):
+    for i in range(0, len(m) // PAGE, step):
+        m[i * PAGE:(i + 1) * PAGE] = hashlib.sha256(f"{seed}{i}".encode()).digest() * (PAGE // 32)
+def addr(m):
+    return ctypes.addressof(ctypes.c_char.from_buffer(m))
+areas = {"big": (area(2048), 1), "ro": (area(512), 1), "sparse": (area(1024), 7),
+         "huge": (area(1024), 1), "small": (area(4), 1)}
+libc.madvise(ctypes.c_void_p(addr(areas["huge"][0])), 1024 * PAGE, 14)  # MADV_HUGEPAGE
+for name, (m, step) in areas.items():
+    fill(m, name, step)
+ro = areas["ro"][0]
+libc.mprotect(ctypes.c_void_p(addr(ro)), len(ro), 1)  # PROT_READ
+want = {name: hashlib.sha256(m[:]).hexdigest() for name, (m, _) in areas.items()}
+def check(*_):
+    bad = [name for name, (m, _) in areas.items() if hashlib.sha256(m[:]).hexdigest() != want[name]]
+    with open(sys.argv[1] + ".checked", "w") as f:
+        f.write(" ".join(bad) or "ok")
+signal.signal(signal.SIGUSR1, check)
+with open(sys.argv[1], "w") as f:
+    f.write(" ".join(f"{name}={addr(m):x}" for name, (m, _) in areas.items()))
+while True:
+    signal.pause()
+"""
+
+
+def _areas(pid: int) -> dict[int, tuple[str, str, int]]:
+    """start -> (perms, VmFlags, Rss kB) of every area (smaps)."""
+    out: dict[int, tuple[str, str, int]] = {}
+    start, perms, rss = 0, "", 0
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if "-" in head[0] and not line.endswith(":"):
+            start, perms = int(head[0].split("-")[0], 16), head[1]
+        elif head[0] == "Rss:":
+            rss = int(head[1])
+        elif head[0] == "VmFlags:":
+            out[start] = (perms, " ".join(head[1:]), rss)
+    return out
+
+
+def test_private_memory_comes_back_by_every_path(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    p = subprocess.Popen([sys.executable, "-c", PROGRAM, str(ready)], stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not ready.exists() or not ready.read_text():
+            assert time.monotonic() < deadline, "the program did not set up"
+            time.sleep(0.01)
+        at = {name: int(a, 16) for name, a in (kv.split("=") for kv in ready.read_text().split())}
+        before = _areas(p.pid)
+        engine.dump([p.pid], tmp_path / "img")
+        p.wait()
+        assert engine.restore(tmp_path / "img") == [p.pid]
+        after = _areas(p.pid)
+        for name in ("big", "ro", "sparse", "small"):
+            assert after[at[name]] == before[at[name]], name
+        # Which path each took: the first three by UFFDIO_COPY, not the others.
+        vmas = {v.start: v for v in images.read_tasks(tmp_path / "img", "mm", [p.pid])[p.pid].vmas}
+        assert [uffd.usable(vmas[at[n]]) for n in ("big", "ro", "sparse", "huge")] == [True, True, True, False]
+        assert not any("um" in flags.split() for _, flags, _ in after.values())
+        os.kill(p.pid, signal.SIGUSR1)
+        checked = Path(f"{ready}.checked")
+        deadline = time.monotonic() + 20
+        while not (checked.exists() and checked.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert checked.read_text() == "ok"
+    finally:
+        try:
+            os.kill(p.pid, signal.SIGKILL)
+            os.waitpid(p.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
