@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,8 @@ from pathlib import Path
 from engine import proc, threads
 from engine.errors import CkptError, ProcessGone, PtraceError, Unsupported
 from engine.images.tree_pb2 import TaskEntry, Tree
-from engine.ptrace import WALL, Tracee
-from native import ffi, lib
+from engine.ptrace import Tracee, abandon
+from native import lib
 
 MAX_SCANS = 16  # listings that may find tasks born during the freeze (for threads: listings in a
 # row that show new ones) before we give up
@@ -348,6 +349,7 @@ def _seize(pid: int, parent: int, frozen: Frozen) -> Task:
         # An exiting task refuses the seizure (EPERM): in a moment it is a zombie.
         if e.err != errno.EPERM or not _exiting(pid, pid):
             raise
+        _disown(pid, pid)
         _zombie_soon(pid)
         return _dead_main(task, frozen)
     frozen.traced.append(task.leader)
@@ -373,6 +375,22 @@ def _dead_main(task: Task, frozen: Frozen) -> Task:
     entry.stopped = acting.stop_signal  # group stop: any thread reports it when seized
     entry.subreaper = _subreaper(acting)
     return task
+
+
+def _disown(pid: int, tid: int) -> None:
+    """An exiting thread that refused the seizure may be a tracee of this thread already (left
+    behind by an earlier failure): then its end is ours to collect, or no one could reap it,
+    and killing the tree would wait for it for ever (engine.ptrace.abandon). Not a main thread
+    exiting alone: its end cannot be collected before its other threads' (Tracee.exit_alone)."""
+    try:
+        st = proc.status(tid)
+    except ProcessGone:
+        return
+    if st.get("TracerPid") != str(threading.get_native_id()):
+        return
+    if tid == pid and st.get("Threads", "1") != "1":
+        return
+    abandon(tid)
 
 
 def _zombie_soon(pid: int) -> proc.TaskStat:
@@ -461,6 +479,7 @@ def _freeze_threads(pid: int, frozen: Frozen) -> list[Tracee]:
             except PtraceError as e:
                 # An exiting thread refuses the seizure (EPERM); one that is not exiting may not.
                 if e.err == errno.EPERM and _exiting(pid, tid):
+                    _disown(pid, tid)
                     missed.add(tid)
                     continue
                 raise
@@ -491,26 +510,21 @@ def _exiting(pid: int, tid: int) -> bool:
 
 def let_go(traced: list[Tracee], strict: bool = True) -> None:
     """Detach every frozen task (each as it was); when strict, the first error is raised
-    (otherwise an error is on its way already and this one would hide it)."""
-    errors: list[BaseException] = []
-    dead: list[int] = []
+    (otherwise an error is on its way already and this one would hide it). One that cannot be
+    let go as it was is still let go, or collected if it died while we held it (abandon): none
+    stays ours."""
+    errors: list[Exception] = []
+    failed: list[Tracee] = []
     for t in traced:
         try:
             t.detach(own_restart_block=True)
-        except CkptError as e:
+        except (CkptError, OSError) as e:
             errors.append(e)
-            dead.append(t.pid)
-    for pid in reversed(dead):  # threads before their leader, which is collected only after them
-        _reap_dead(pid)
+            failed.append(t)
+    for t in reversed(failed):  # threads before their leader, which is collected only after them
+        abandon(t.pid, t.mask, t.saved)
     if errors and strict:
         raise errors[0]
-
-
-def _reap_dead(tid: int) -> None:
-    """Collect a seized task that died while we held it (killed with its process): a traced
-    thread stays a zombie until its tracer waits for it, and keeps its leader unreapable."""
-    status = ffi.new("int *")
-    lib.waitpid(tid, status, WALL | os.WNOHANG)
 
 
 def kill(frozen: Frozen) -> None:
