@@ -67,6 +67,7 @@ class Task:
     # reaches it there, and a seized one could not be detached: engine.asleep). It cannot run
     # while its child is frozen.
     in_vfork: bool = False
+    switches: int = 0  # its context switches when found asleep in vfork (see switches())
 
     @property
     def acting(self) -> Tracee | None:
@@ -339,6 +340,7 @@ def _seize(pid: int, parent: int, frozen: Frozen) -> Task:
         if proc.threads(pid) > 1:
             raise Unsupported(f"pid {pid} waits in vfork for its child while its other threads run (not supported)")
         task.in_vfork = True  # engine.vfork pairs it with its child once the tree is frozen
+        task.switches = switches(status)
         return task
     try:
         task.leader = Tracee(pid, keep_scratch=True)
@@ -419,6 +421,13 @@ def _leave_vfork(pid: int, tid: int) -> None:
     if not _left_vfork(tid):
         raise InVfork(f"pid {pid}: its thread {tid} waits in vfork for its child, which shares its memory "
                       "(not supported)")
+
+
+def switches(status: dict[str, str]) -> int:
+    """Context switches of a task so far (of its /proc status). A task asleep has none: one
+    whose count moved has run since (a vfork parent whose child exited before we held it,
+    back in a vfork of another child by now)."""
+    return int(status.get("voluntary_ctxt_switches", "0")) + int(status.get("nonvoluntary_ctxt_switches", "0"))
 
 
 def in_vfork(pid: int) -> bool:

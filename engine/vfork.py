@@ -75,14 +75,15 @@ def _shares(a: int, b: int, kind: int) -> bool:
 def pair(frozen: tree.Frozen) -> dict[int, Pair]:
     """Every task of the frozen tree asleep in vfork, with its child: its entry names the child,
     its exit signal and the parent's subreaper flag. tree.InVfork when a parent got out of vfork
-    meanwhile (its child exited before the freeze held it, and the parent ran): the caller
-    thaws all and freezes again."""
+    meanwhile (its child exited before the freeze held it, and the parent ran), even if it is
+    back in vfork with another child by now (what was read of it before may be stale: the
+    child that exited, listed as its zombie, say): the caller thaws all and freezes again."""
     out: dict[int, Pair] = {}
     for pid, t in frozen.tasks.items():
         if not t.in_vfork:
             continue
         kids = [k for k, c in frozen.tasks.items() if c.entry.ppid == pid and not c.zombie and _shares(pid, k, lib.KCMP_VM)]
-        if not tree.in_vfork(pid) or not kids:
+        if not tree.in_vfork(pid) or tree.switches(proc.status(pid)) != t.switches or not kids:
             raise tree.InVfork(f"pid {pid} left vfork while the tree was being frozen")
         if len(kids) > 1:
             raise Unsupported(f"pid {pid} waits in vfork and {len(kids)} of its children share its memory "

@@ -18,7 +18,8 @@ from typing import Callable, Iterator
 import pytest
 
 import engine
-from engine import vfork
+from cbuild import compile_c
+from engine import tree, vfork
 from engine.errors import CkptError, Unsupported
 from engine.plan import PlanError, Table, TaskRow
 from native import ffi, lib
@@ -103,6 +104,44 @@ int main(int argc, char **argv)
 """
 
 
+# The root forks P, which vforks children one after another: each blocks in read() on a pipe
+# whose write end only the root holds, then exits; P reaps it and vforks the next.
+LOOP_C = r"""
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+    char path[512], c;
+    FILE *f;
+    int p[2];
+    pid_t v;
+
+    if (argc < 2 || pipe(p))
+        return 1;
+    if (fork() == 0) {
+        close(p[1]);
+        for (;;) {
+            v = vfork();
+            if (v == 0) {
+                if (read(p[0], &c, 1) != 1)
+                    _exit(2);
+                _exit(0);
+            }
+            waitpid(v, NULL, 0);
+        }
+    }
+    close(p[0]);
+    snprintf(path, sizeof(path), "%s/pipe", argv[1]);
+    f = fopen(path, "w");
+    if (!f || fprintf(f, "%d", p[1]) < 0 || fclose(f))
+        return 1;
+    for (;;)
+        pause();
+}
+"""
+
 @dataclass
 class Pair:
     """The running program: its root, the vfork parent and child, the root's end of the pipe."""
@@ -115,13 +154,21 @@ class Pair:
 
 
 @pytest.fixture(scope="module")
-def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The C programs above, built once: by name (pair, loop)."""
     if shutil.which("gcc") is None:
         pytest.skip("needs gcc")
     out = tmp_path_factory.mktemp("vfork")
-    (out / "pair.c").write_text(PAIR_C)
-    subprocess.run(["gcc", "-O2", "-o", str(out / "pair"), str(out / "pair.c")], check=True)
-    return out / "pair"
+    built = {}
+    for name, source in (("pair", PAIR_C), ("loop", LOOP_C)):
+        (out / f"{name}.c").write_text(source)
+        built[name] = compile_c(out / f"{name}.c", out / name)
+    return built
+
+
+@pytest.fixture
+def program(programs: dict[str, Path]) -> Path:
+    return programs["pair"]
 
 
 def _children(pid: int) -> list[int]:
@@ -266,3 +313,69 @@ def test_planners_never_see_a_vfork_child() -> None:
         vfork.planned(Table({**rows, 13: TaskRow(13, 12, 10, 10)}), made)
     with pytest.raises(PlanError, match="not a live child"):
         vfork.planned(Table(rows), {10: vfork.Child(12, signal.SIGCHLD)})
+
+
+def _settled(parent: int) -> int:
+    """The child of a parent asleep in vfork once both settled (the parent in vfork, state D;
+    the child in read())."""
+    found: list[int] = []
+
+    def settled() -> bool:
+        kids = _children(parent)
+        found[:] = kids
+        return len(kids) == 1 and _syscall(parent) == "58" and _status(parent)["State"][0] == "D" \
+            and _syscall(kids[0]) == "0"
+
+    _wait_for(f"pid {parent} asleep in vfork", settled)
+    return found[0]
+
+
+def test_a_parent_that_ran_since_it_was_found_asleep_is_frozen_again(
+        programs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found asleep in vfork, then its child exits before the freeze holds it: the parent runs
+    (reaps it, vforks the next) and is asleep again by the pairing. What was read of it in
+    between may be stale: the pairing says it left vfork (the dump freezes again)."""
+    from harness import proc as hproc
+
+    p = subprocess.Popen([str(programs["loop"]), str(tmp_path)])
+    pids = [p.pid]
+    frozen = tree.Frozen()
+    try:
+        _wait_for("the pipe", lambda: (tmp_path / "pipe").exists() and _children(p.pid) != [])
+        parent = _children(p.pid)[0]
+        first = _settled(parent)
+        pids += [parent, first]
+        wfd = int((tmp_path / "pipe").read_text())
+        real = tree._seize
+
+        def released_first(pid: int, ppid: int, fz: tree.Frozen) -> tree.Task:
+            if pid == first:  # about to be held: let it go first, until the parent vforked again
+                fd = os.open(f"/proc/{p.pid}/fd/{wfd}", os.O_WRONLY)
+                try:
+                    os.write(fd, b"g")
+                finally:
+                    os.close(fd)
+                pids.append(_wait_next(parent, first))
+            return real(pid, ppid, fz)
+
+        monkeypatch.setattr(tree, "_seize", released_first)
+        tree.freeze([p.pid], frozen)
+        assert frozen.tasks[parent].in_vfork and pids[-1] in frozen.tasks
+        with pytest.raises(tree.InVfork, match=f"pid {parent} left vfork"):
+            vfork.pair(frozen)
+    finally:
+        tree.let_go(frozen.traced)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        p.wait()
+        hproc.reap_children()
+
+
+def _wait_next(parent: int, first: int) -> int:
+    """The parent's next vfork child, once the parent sleeps in vfork for it."""
+    _wait_for("the next vfork child", lambda: _children(parent) not in ([], [first]))
+    return _settled(parent)
+
