@@ -3,7 +3,9 @@ on the parent's memory. After a restore (or a dump that leaves them running) the
 in vfork again (state D, its syscall, untraced) and shares its memory with the child (kcmp); once
 the child is let go, the parent's vfork returns the child's pid only after the child exited, and
 the parent sees what the child wrote. A dump that refuses the pair leaves it as it was; a
-restore that fails half way leaves no process. The planner never sees the child."""
+restore that fails half way leaves no process. The planner never sees the child. A parent that
+ran while the tree was being frozen is not paired; a dump kills pairs below a pid namespace's
+init, the init as its root."""
 from __future__ import annotations
 
 import os
@@ -142,6 +144,49 @@ int main(int argc, char **argv)
 }
 """
 
+# Run inside a pid namespace (by zdtm-nsinit enter), then gone: its children, A and P2, become
+# children of the namespace's init. A forks P1; P1 and P2 each sleep in vfork for a child
+# blocked in read() on a pipe whose write end A holds.
+NS_C = r"""
+#include <signal.h>
+#include <unistd.h>
+
+static void vforker(int rfd)
+{
+    char c;
+
+    if (vfork() == 0) {
+        if (read(rfd, &c, 1) != 1)
+            _exit(2);
+        _exit(0);
+    }
+    _exit(0);
+}
+
+int main(void)
+{
+    int p[2];
+
+    if (pipe(p))
+        return 1;
+    if (fork() == 0) {
+        if (fork() == 0) {
+            close(p[1]);
+            vforker(p[0]);
+        }
+        close(p[0]);
+        for (;;)
+            pause();
+    }
+    if (fork() == 0) {
+        close(p[1]);
+        vforker(p[0]);
+    }
+    return 0;
+}
+"""
+
+
 @dataclass
 class Pair:
     """The running program: its root, the vfork parent and child, the root's end of the pipe."""
@@ -155,12 +200,12 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The C programs above, built once: by name (pair, loop)."""
+    """The C programs above, built once: by name (pair, loop, ns)."""
     if shutil.which("gcc") is None:
         pytest.skip("needs gcc")
     out = tmp_path_factory.mktemp("vfork")
     built = {}
-    for name, source in (("pair", PAIR_C), ("loop", LOOP_C)):
+    for name, source in (("pair", PAIR_C), ("loop", LOOP_C), ("ns", NS_C)):
         (out / f"{name}.c").write_text(source)
         built[name] = compile_c(out / f"{name}.c", out / name)
     return built
@@ -379,3 +424,36 @@ def _wait_next(parent: int, first: int) -> int:
     _wait_for("the next vfork child", lambda: _children(parent) not in ([], [first]))
     return _settled(parent)
 
+
+def test_a_dump_kills_vfork_pairs_under_their_pid_namespace_init(programs: dict[str, Path], tmp_path: Path) -> None:
+    """The root is a pid namespace's init with two parents asleep in vfork below it (one its
+    child, one its grandchild): the dump kills them all and comes back. The init goes last
+    (its end waits for every task of its namespace, ours to collect first); a parent asleep in
+    vfork, never ours, is killed before its child is."""
+    from harness import build
+    from harness import proc as hproc
+
+    hproc.become_subreaper()  # the init, once its launcher is gone
+    nsinit = str(build.helper("zdtm-nsinit"))
+    subprocess.run([nsinit, "init", str(tmp_path / "init.pid")], check=True, timeout=30)
+    init = int((tmp_path / "init.pid").read_text())
+    pids = [init]
+    try:
+        subprocess.run([nsinit, "enter", str(init), str(programs["ns"])], check=True, timeout=30)
+        # P2 sleeps in vfork; A, which holds the pipe, has P1 as its child.
+        _wait_for("A and P2 under the init", lambda: len(_children(init)) == 2
+                  and sum(_syscall(pid) == "58" for pid in _children(init)) == 1)
+        p2 = next(pid for pid in _children(init) if _syscall(pid) == "58")
+        a = next(pid for pid in _children(init) if pid != p2)
+        _wait_for("P1", lambda: _children(a) != [])
+        p1 = _children(a)[0]
+        pids += [a, p1, p2, _settled(p1), _settled(p2)]
+        assert engine.dump([init], tmp_path / "img") == [init]
+        _wait_gone(pids)
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _wait_gone(pids)
