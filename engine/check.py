@@ -97,6 +97,17 @@ def _tcp_repair() -> str | None:
     return None
 
 
+def _bpf_task_iter() -> str | None:
+    """Read our own user registers through a BPF task iterator (engine.asleep needs it)."""
+    from engine.bpf import Read, read_task
+
+    try:
+        (regs,) = read_task(os.getpid(), [Read((0,), 8, regs=True)])
+    except Exception as e:  # noqa: BLE001 - the probe reports any failure as missing
+        return str(e)
+    return None if len(regs) == 8 else "a BPF task iterator read nothing"
+
+
 PROBES: dict[str, Probe] = {
     "ptrace seize, interrupt, remote syscall in the vDSO": lambda: _on_tracee(_remote_getpid),
     "PTRACE_GET_RSEQ_CONFIGURATION": lambda: _on_tracee(_rseq_config),
@@ -110,6 +121,7 @@ PROBES: dict[str, Probe] = {
     "PAGEMAP_SCAN": _pagemap_scan,
     "sock_diag netlink": _sock_diag,
     "TCP repair": _tcp_repair,
+    "BPF task iterator, BTF (tasks asleep in vfork)": _bpf_task_iter,
 }
 
 

@@ -43,11 +43,13 @@ def _restore(directory: Path, detach: bool, planner: str | None, new_pidns: bool
 
 
 def _plan(directory: Path, planner: str | None) -> int:
-    from engine import planners
+    from engine import planners, vfork
     from engine.restorer import load
 
-    _, _, table, _ = load(directory)
-    print(planners.make_plan(table, planner).render())
+    ck = load(directory)
+    print(planners.make_plan(vfork.planned(ck.table, ck.vforks), planner).render())
+    if ck.vforks:
+        print(vfork.describe(ck.vforks))
     return 0
 
 

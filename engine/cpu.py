@@ -26,9 +26,15 @@ def regs_struct(msg: Regs) -> Any:
 
 def dump(t: Tracee, core: Core) -> None:
     """Registers as the task was stopped (restart rules are applied at restore), xstate, rseq."""
-    core.regs.CopyFrom(regs_message(t.saved))
-    core.xstate = t.xstate()
-    ptr, size, sig = t.rseq()
+    fill(core, t.saved, t.xstate(), t.rseq())
+
+
+def fill(core: Core, regs: Any, xstate: bytes, rseq: tuple[int, int, int]) -> None:
+    """The image's CPU state from values read one way or another (engine.asleep reads them
+    where ptrace cannot)."""
+    core.regs.CopyFrom(regs_message(regs))
+    core.xstate = xstate
+    ptr, size, sig = rseq
     core.rseq.CopyFrom(Rseq(ptr=ptr, size=size, sig=sig))
 
 

@@ -10,7 +10,7 @@ from typing import Sequence, cast
 
 from google.protobuf.message import Message
 
-from engine import cpu, fdtables, files, images, mm, namespaces, proc, sharedfds, signals, stops, threads, tree
+from engine import cpu, fdtables, files, images, mm, namespaces, proc, sharedfds, signals, stops, threads, tree, vfork
 from engine.parts import PARTS
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
@@ -18,14 +18,17 @@ from engine.images.files_pb2 import Files, PipeData
 from engine.images.inventory_pb2 import Inventory
 from engine.images.mm_pb2 import PageMap
 from engine.ptrace import Tracee, pinned
+from engine.restorer import table_of
 
 VERSION = "0.5"  # of the engine and its image format
 VFORK_RETRIES = 8
 
 
-def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_task: dict[str, list[Message]]) -> None:
+def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_task: dict[str, list[Message]],
+               own_memory: bool = True) -> None:
     """One live task: process-wide state through its acting thread (engine.tree.Task), then
-    each other thread's own; a main thread that exited alone leaves only its exit status."""
+    each other thread's own; a main thread that exited alone leaves only its exit status. A
+    vfork child's memory is its parent's (engine.vfork): own_memory False."""
     t = task.acting
     assert t is not None
     pid = task.entry.pid
@@ -42,7 +45,10 @@ def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_t
     # A zombie main thread's /proc shows no fds and no memory: read them through t's.
     fds = files.dump(t.pid, pipe_data, with_fds=not task.entry.files_of_parent)
     fds.pid = pid
-    area, runs = mm.dump(t, out)
+    if own_memory:
+        area, runs = mm.dump(t, out)
+        per_task["mm"].append(area)
+        per_task["pagemap"].append(PageMap(pid=pid, runs=runs))
     # After the memory: the scratch page these remote calls use must not be in the image.
     actions, blocked, altstack = signals.dump(t)
     core.sigactions.extend(actions)
@@ -57,8 +63,6 @@ def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_t
         with t.scratch() as buf:
             core.threads.extend(threads.dump(tt, buf) for tt in others)
     per_task["core"].append(core)
-    per_task["mm"].append(area)
-    per_task["pagemap"].append(PageMap(pid=pid, runs=runs))
     per_task["files"].append(fds)
     for part in PARTS:
         per_task[part.KIND].append(part.dump(t, others))
@@ -101,15 +105,16 @@ def _ancestors(pid: int) -> set[int]:
     return out
 
 
-def _freeze(roots: list[int], cgroup: Path | None) -> tree.Frozen:
-    """Freeze the trees; a task caught in vfork makes us let all go for a moment and retry
-    (its child may need a task we froze to get on)."""
+def _freeze(roots: list[int], cgroup: Path | None) -> tuple[tree.Frozen, dict[int, vfork.Pair]]:
+    """Freeze the trees and pair the tasks asleep in vfork with their children; a thread
+    caught in vfork, or a task that left vfork while we froze, makes us let all go for a moment
+    and retry (a thread's child may need a task we froze to get on)."""
     attempt = 0
     while True:
         frozen = tree.Frozen()
         try:
             tree.freeze(roots, frozen, cgroup)
-            return frozen
+            return frozen, vfork.pair(frozen)
         except BaseException as e:
             tree.let_go(frozen.traced, strict=False)
             attempt += 1
@@ -153,25 +158,31 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
     frozen = tree.Frozen()
     try:
         # Every task is stopped before any is read, and stays stopped until all are written.
-        frozen = _freeze(roots, cgroup)
+        frozen, pairs = _freeze(roots, cgroup)  # pairs: they set the entries' vfork fields
         made = namespaces.dump(frozen)  # before the table: it sets the entries' ns_flags
         stops.mark(frozen)  # before the table too: it sets stop_collected
         _mark_fd_tables(frozen)  # and files_of_parent
         table = frozen.table()
+        vfork.planned(table_of(table), vfork.children(table))  # refuse here what the restore cannot make
         pipe_data: dict[int, PipeData] = {}
         per_task: dict[str, list[Message]] = {k.name: [] for k in images.KINDS.values() if k.per_task}
+        vforked = {p.child.pid for p in pairs.values()}
         holders: list[tuple[int, Files]] = []  # a thread of each task (its fd table), its fds
-        for task in frozen.tasks.values():
+        for pid, task in frozen.tasks.items():
             if task.acting is not None:
-                _dump_task(task, out, pipe_data, per_task)
+                _dump_task(task, out, pipe_data, per_task, own_memory=pid not in vforked)
                 holders.append((task.acting.pid, cast(Files, per_task["files"][-1])))
+            elif task.in_vfork:
+                vfork.dump_parent(pairs[pid], out, pipe_data, per_task)
+                # Its child was born with copies of its fds: one description each, as for a fork.
+                holders.append((pid, cast(Files, per_task["files"][-1])))
         sharedfds.mark(holders)  # across tasks: once every fd is recorded
         for kind, entries in per_task.items():
             images.write(images.path_of(out, kind), kind, entries)
         images.write(images.path_of(out, "tree"), "tree", [table])
         images.write(images.path_of(out, "pipes"), "pipes", list(pipe_data.values()))
         images.write(images.path_of(out, "ns"), "ns", [made])
-        live = [pid for pid, task in frozen.tasks.items() if task.acting is not None]
+        live = [pid for pid, task in frozen.tasks.items() if not task.zombie]
         inv = Inventory(engine_version=VERSION, kernel=os.uname().release, roots=frozen.roots, pids=live,
                         kinds=sorted(images.KINDS))
         images.write(images.path_of(out, "inventory"), "inventory", [inv])
@@ -185,6 +196,6 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
     if leave_running:
         tree.let_go(frozen.traced)
     else:
-        # Still stopped: they never run again.
-        tree.kill(frozen.traced)
+        # Still stopped (or asleep in vfork): they never run again.
+        tree.kill(frozen)
     return frozen.roots

@@ -127,7 +127,8 @@ class Sources:
 
 def restore(t: Tracee, lay: Layout, files: Files, src: Sources, hand: Handover) -> None:
     """Close the stub's fds and open the dumped ones at their numbers, positions and flags;
-    pipe ends, memfds, pidfds and namespace fds come from the restorer."""
+    pipe ends, memfds, pidfds and namespace fds come from the restorer. The handover's pidfd is
+    left open, above them all: the caller closes it (hand.close())."""
     keep = hand.keep(max((e.fd for e in files.fds), default=0) + 1)  # above fd 0: two ranges
     t.call("close_range", lib.SYS_close_range, 0, keep - 1, 0)
     t.call("close_range", lib.SYS_close_range, keep + 1, 0xFFFFFFFF, 0)
@@ -136,7 +137,6 @@ def restore(t: Tracee, lay: Layout, files: Files, src: Sources, hand: Handover) 
         _open_all(t, lay, files, temps, src, hand)
     finally:
         temps.remove()
-    hand.close()
     _cwd_root(t, lay, files)
 
 

@@ -54,9 +54,10 @@ def _stored(vma: Vma) -> bool:
     return vma.perms[3] == "p" or not vma.path.startswith("/") or vma.path.startswith("/dev/zero")
 
 
-def dump(t: Tracee, out: Path) -> tuple[Mm, list[PageRun]]:
+def dump(t: Tracee, out: Path, owner: int = 0) -> tuple[Mm, list[PageRun]]:
     """The task's areas, mm fields and pages (written to its pages file); read through thread
-    t, filed under its process."""
+    t, filed under its process, or under `owner` when that is another task: one asleep in
+    vfork, whose memory is read through its child."""
     pid = t.pid
     ours = t.kept_scratch()
     vmas = [Vma(start=v.start, end=v.end, perms=v.perms, pgoff=v.pgoff, path=v.path, vmflags=v.vmflags,
@@ -74,12 +75,13 @@ def dump(t: Tracee, out: Path) -> tuple[Mm, list[PageRun]]:
 
     with open(f"/proc/{pid}/auxv", "rb") as a:
         auxv = a.read()
-    mm = Mm(pid=t.tgid, vmas=vmas, start_code=field(26), end_code=field(27), start_stack=field(28),
+    owner = owner or t.tgid
+    mm = Mm(pid=owner, vmas=vmas, start_code=field(26), end_code=field(27), start_stack=field(28),
             start_data=field(45), end_data=field(46), start_brk=field(47), arg_start=field(48),
             arg_end=field(49), env_start=field(50), env_end=field(51),
             brk=t.call("brk(0)", lib.SYS_brk, 0), auxv=auxv, exe=os.readlink(f"/proc/{pid}/exe"),
             memfds=memfds)
-    runs = pagedump.store(pid, [v for v in vmas if _stored(v)], images.pages_path(out, t.tgid))
+    runs = pagedump.store(pid, [v for v in vmas if _stored(v)], images.pages_path(out, owner))
     return mm, runs
 
 

@@ -186,9 +186,11 @@ def dump(frozen: Frozen) -> Namespaces:
     out = Namespaces()
     for pid, task in frozen.tasks.items():  # parents first
         parent, leader = task.entry.ppid, task.acting
-        if leader is None:
+        if task.zombie:
             continue  # a zombie has no namespaces left: it was forked into its parent's
-        mine = seen[pid] = ids(leader.pid)  # a zombie main thread has none left either
+        # A zombie main thread has none left either: its live thread's. A task asleep in vfork
+        # has no thread seized but its own /proc.
+        mine = seen[pid] = ids(leader.pid if leader is not None else pid)
         # A root is restored as a child of the restorer: what it has that we lack, it made.
         outer: int | str = parent or "self"
         theirs = seen[parent] if parent else ids("self")
@@ -208,6 +210,9 @@ def dump(frozen: Frozen) -> Namespaces:
             if (kind, mine[kind]) in made:
                 raise Unsupported(f"pid {pid}: its {kind} namespace is also task {made[kind, mine[kind]]}'s, "
                                   "which it did not inherit (entered with setns: not supported)")
+            if leader is None:
+                raise Unsupported(f"pid {pid}: it made a {kind} namespace and waits in vfork, where the "
+                                  "namespace's state cannot be read")
             made[kind, mine[kind]] = pid
             f |= flag
             out.namespaces.append(_state(kind, leader, outer, mine[kind]))

@@ -2,6 +2,7 @@
 task already has mapped (in its vDSO), never patching its code. See KERNEL-FACTS.md."""
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import signal
@@ -28,6 +29,38 @@ _STEPS = {lib.CKPT_STEP_SETREGS: "SETREGSET", lib.CKPT_STEP_SYSCALL: "SYSCALL", 
 
 def _signed(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def abandon(pid: int, mask: int | None = None, regs: Any = None) -> None:
+    """Make sure a task we seized is ours no more, whatever state a failure left it in:
+    detached where it is stopped (with its own `mask` and `regs` back, when given), else
+    detached at its next stop (asked for here), else collected once it dies. A tracee of ours
+    left behind would keep its zombie waiting for us, and with it whoever waits for its thread
+    group leader or for its pid namespace's init, whose exit waits for every task of the
+    namespace (zap_pid_ns_processes, kernel/pid_namespace.c): our own waitpid on that init
+    among them."""
+    if mask is not None:
+        lib.ptrace_call(lib.PTRACE_SETSIGMASK, pid, ffi.cast("void *", 8), ffi.new("uint64_t *", mask))
+    if regs is not None:
+        iov = ffi.new("struct iovec *", {"iov_base": regs, "iov_len": ffi.sizeof("struct user_regs_struct")})
+        lib.ptrace_call(lib.PTRACE_SETREGSET, pid, ffi.cast("void *", lib.NT_PRSTATUS), iov)
+    if lib.ptrace_call(lib.PTRACE_DETACH, pid, ffi.NULL, ffi.NULL) == 0:
+        return
+    # Not in a ptrace stop: running (stopping at the trap asked for here) or dying.
+    lib.ptrace_call(lib.PTRACE_INTERRUPT, pid, ffi.NULL, ffi.NULL)
+    status = ffi.new("int *")
+    while True:
+        if lib.waitpid(pid, status, WALL) < 0:
+            if ffi.errno == errno.EINTR:
+                continue
+            return  # not ours (any more)
+        st = int(status[0])
+        if os.WIFEXITED(st) or os.WIFSIGNALED(st):
+            return
+        # A signal-delivery-stop holds its signal: the detach delivers it.
+        sig = os.WSTOPSIG(st) if st >> 16 == 0 and os.WSTOPSIG(st) != signal.SIGTRAP | 0x80 else 0
+        if lib.ptrace_call(lib.PTRACE_DETACH, pid, ffi.NULL, ffi.cast("void *", sig)) == 0:
+            return
 
 
 _PIN = threading.local()  # .cpu: the CPU this tracer thread runs on; .home: its own affinity before
@@ -93,8 +126,8 @@ class Tracee:
             self.set_sigmask((1 << 64) - 1)
             self._pin()
         except BaseException:
-            # Best effort: the task may already be gone; the first error is the one to report.
-            lib.ptrace_call(lib.PTRACE_DETACH, pid, ffi.NULL, ffi.NULL)
+            # The first error is the one to report; the task must not stay ours (see abandon).
+            abandon(pid, getattr(self, "mask", None))
             raise
 
     def _pin(self) -> None:
@@ -288,9 +321,47 @@ class Tracee:
         raise_for(self.pid, f"{_STEPS.get(st.step, 'ptrace')} for remote {name}", st.err)
 
     def trace_clones(self) -> None:
-        """Tasks this one forks or clones are traced from birth (PTRACE_O_TRACECLONE/FORK)."""
+        """Tasks this one forks, vforks or clones are traced from birth (PTRACE_O_TRACECLONE,
+        FORK, VFORK)."""
         self._ptrace(lib.PTRACE_SETOPTIONS, "SETOPTIONS", data=lib.PTRACE_O_TRACESYSGOOD | lib.PTRACE_O_SUSPEND_SECCOMP
-                     | lib.PTRACE_O_TRACECLONE | lib.PTRACE_O_TRACEFORK)
+                     | lib.PTRACE_O_TRACECLONE | lib.PTRACE_O_TRACEFORK | lib.PTRACE_O_TRACEVFORK)
+
+    def stop_at_vfork(self, nr: int, *args: int) -> int:
+        """Run one syscall that makes a vfork child (see trace_clones) up to its
+        PTRACE_EVENT_VFORK stop, where the child exists and the kernel has yet to wait for it
+        (kernel_clone): the child's pid as we see it. The task stays in that stop: from here
+        only ptrace requests (a syscall would wait for the child), until release_in_syscall()."""
+        regs = ffi.new("struct user_regs_struct *", self.saved[0])
+        regs.rip, regs.rax, regs.orig_rax = self.syscall_address(), nr, NO_SYSCALL
+        for name, value in zip(("rdi", "rsi", "rdx", "r10", "r8", "r9"), args):
+            setattr(regs, name, value & NO_SYSCALL)
+        self.set_regs(regs)
+        self._after_syscall = True
+        self._ptrace(lib.PTRACE_SYSCALL, "SYSCALL")
+        st = self._wait()
+        for _ in range(4):  # a stop we asked for earlier may come first (see native/remote.c)
+            if (st >> 16) != lib.PTRACE_EVENT_STOP:
+                break
+            self._ptrace(lib.PTRACE_SYSCALL, "SYSCALL")
+            st = self._wait()
+        if not os.WIFSTOPPED(st) or os.WSTOPSIG(st) != signal.SIGTRAP | 0x80:
+            raise CkptError(f"pid {self.pid}: expected a syscall-entry stop, got status {st:#x}")
+        self._ptrace(lib.PTRACE_SYSCALL, "SYSCALL")
+        st = self._wait()
+        if (st >> 16) != lib.PTRACE_EVENT_VFORK:
+            rc = _signed(self.get_regs().rax)
+            why = os.strerror(-rc) if -4096 < rc < 0 else f"status {st:#x}"
+            raise CkptError(f"pid {self.pid}: remote vfork (syscall {nr}): {why}")
+        child = ffi.new("unsigned long *")
+        self._ptrace(lib.PTRACE_GETEVENTMSG, "GETEVENTMSG", data=child)
+        return int(child[0])
+
+    def release_in_syscall(self) -> None:
+        """Let go a task stopped at a ptrace event inside a syscall (stop_at_vfork) with its
+        saved registers, orig_rax too: the syscall goes on (/proc/PID/syscall shows it) and the
+        kernel writes its return value."""
+        self.set_regs(self.saved)
+        self.release()
 
     def call(self, what: str, nr: int, *args: int) -> int:
         """A remote syscall that must succeed: its result, or CkptError naming `what`."""

@@ -1,7 +1,8 @@
 """Restore of process trees: a planner turns the dumped table into a plan, the validator
 proves it, the native executor builds the tree with exact pids (parked stubs, zombies), then
-each live task is rebuilt by remote syscalls in its stub and all are let go together; the
-roots come back as children of the caller. A failed restore leaves no process behind."""
+each live task is rebuilt by remote syscalls in its stub (a vfork child is made by its rebuilt
+parent: engine.vfork) and all are let go together; the roots come back as children of the
+caller. A failed restore leaves no process behind."""
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ from typing import TypeVar, cast
 
 from google.protobuf.message import Message
 
-from engine import cpu, execute, files, images, mm, namespaces, proc, sharedfds, signals, stops, threads
+from engine import cpu, execute, files, images, mm, namespaces, proc, sharedfds, signals, stops, threads, vfork
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import Files, PipeData
@@ -24,6 +25,7 @@ from engine.images.tree_pb2 import Tree
 from engine.parts import PARTS
 from engine.handover import Handover
 from engine.pipes import Pipes
+from engine.mm import Layout
 from engine.plan import NEW_INIT, Plan, Table, TaskRow
 from engine.ptrace import Tracee, home_cpus, pinned
 
@@ -92,9 +94,19 @@ def _same_threads(directory: Path, core: Core, attrs: Task) -> None:
                                 f"task {core.pid}: attributes of threads {have}, its core has threads {want}")
 
 
-def load(directory: Path) -> tuple[list[int], dict[int, TaskImages], Table, set[int]]:
-    """The roots, every live task's images, the process table and the stopped tasks whose
-    parent took their stop report (engine.stops); a missing or damaged image is an error here."""
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A checkpoint directory read and checked before any process is created."""
+
+    roots: list[int]
+    tasks: dict[int, TaskImages]  # every live task's images
+    table: Table
+    took: set[int]  # stopped tasks whose parent took their stop report (engine.stops)
+    vforks: dict[int, vfork.Child]  # tasks asleep in vfork, with the child each one makes
+
+
+def load(directory: Path) -> Checkpoint:
+    """Every image of the checkpoint; a missing or damaged one is an error here."""
     if not (directory / "inventory.img").exists():
         raise CkptError(f"{directory}: no inventory.img (not a checkpoint directory?)")
     inv = _one(directory, "inventory", Inventory)
@@ -104,20 +116,26 @@ def load(directory: Path) -> tuple[list[int], dict[int, TaskImages], Table, set[
         raise images.ImageError(str(images.path_of(directory, "tree")), 0,
                                 "its live tasks are not the inventory's")
     pids = list(inv.pids)
-    per_task = {k.name: images.read_tasks(directory, k.name, pids) for k in images.KINDS.values() if k.per_task}
+    vforks = vfork.children(tree)
+    memory_of = {c.pid: parent for parent, c in vforks.items()}  # a vfork child runs on its parent's
+    if not set(memory_of) <= set(pids) or not set(vforks) <= set(pids):
+        raise images.ImageError(str(images.path_of(directory, "tree")), 0, "a vfork parent or child is not live")
+    per_task = {k.name: images.read_tasks(directory, k.name, [p for p in pids if not (k.memory and p in memory_of)])
+                for k in images.KINDS.values() if k.per_task}
     tasks: dict[int, TaskImages] = {}
     for pid in pids:
-        runs = list(per_task["pagemap"][pid].runs)
-        pages = images.pages_path(directory, pid)
+        owner = memory_of.get(pid, pid)
+        runs = list(per_task["pagemap"][owner].runs)
+        pages = images.pages_path(directory, owner)
         stored = sum(r.nr_pages for r in runs) * images.PAGE_SIZE
         size = pages.stat().st_size if pages.exists() else 0
         if size != stored:
             raise images.ImageError(str(pages), size, f"holds {size} bytes, the page map says {stored}")
         _same_threads(directory, per_task["core"][pid], per_task["task"][pid])
         _check_main(directory, per_task["core"][pid])
-        tasks[pid] = TaskImages(per_task["core"][pid], per_task["mm"][pid], runs, per_task["files"][pid], pages,
+        tasks[pid] = TaskImages(per_task["core"][pid], per_task["mm"][owner], runs, per_task["files"][pid], pages,
                                 {p.KIND: per_task[p.KIND][pid] for p in PARTS})
-    return list(inv.roots), tasks, table, {e.pid for e in tree.tasks if e.stop_collected}
+    return Checkpoint(list(inv.roots), tasks, table, {e.pid for e in tree.tasks if e.stop_collected}, vforks)
 
 
 def _check_main(directory: Path, core: Core) -> None:
@@ -133,10 +151,11 @@ def _check_main(directory: Path, core: Core) -> None:
 
 
 def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.SharedAnon, own: int,
-             files_of_parent: bool) -> list[Tracee]:
+             files_of_parent: bool = False, vfork_parent: bool = False) -> tuple[list[Tracee], Layout, Handover]:
     """Turn the stub into the dumped task (`own`: the pidfd of us it inherited); return its
-    other threads (stopped, traced). With files_of_parent its fd table is its parent's, which
-    gets the fds when rebuilt after it."""
+    other threads (stopped, traced), its scratch layout and its handover. A vfork parent is left
+    with both, for its child (_vfork_child). With files_of_parent its fd table is its
+    parent's, which gets the fds, and closes the pidfd, when rebuilt after it."""
     core = img.core
     hand = Handover(t, own)
     cpu.unregister_rseq(t)
@@ -146,6 +165,8 @@ def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.Sha
         files.restore_fs(t, lay, img.files)
     else:
         files.restore(t, lay, img.files, src, hand)  # sessions and groups: the plan made them
+        if not vfork_parent:
+            hand.close()
     threads.set_name(t, lay, core.comm)
     signals.restore(t, lay, core)
     # Threads before the parts: creating one with its tid needs privileges creds may drop.
@@ -155,12 +176,41 @@ def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.Sha
     others = threads.restore(t, lay, core, cast(Task, img.parts["task"]))
     for part in PARTS:
         part.restore(t, lay, img.parts[part.KIND])
-    mm.finish(t, lay)
+    if not vfork_parent:
+        mm.finish(t, lay)
     if not core.main_exited:  # else the main thread only exits (_let_go): nothing of its own
         cpu.restore(t, core)
     t.mask = core.blocked  # set at detach
     t.restore_cpus = set(core.cpus) or home_cpus()  # set at detach
-    return others
+    return others, lay, hand
+
+
+def _vfork_child(t: Tracee, lay: Layout, hand: Handover, parent: TaskImages, img: TaskImages, table: Table,
+                 child: vfork.Child, src: files.Sources, traced: list[Tracee]) -> Tracee:
+    """The rebuilt vfork parent t makes its child again and waits in vfork from here on; the
+    child, on the parent's memory, gets its own state (engine.vfork). The new tasks join
+    `traced` at once: a failure kills them with the rest."""
+    core = img.core
+    spare = threads.spare(t, lay)  # for what the parent cannot do once it waits: vfork.finish
+    traced.append(spare)
+    c = vfork.clone_child(t, lay, child, table.rows[child.pid])
+    traced.append(c)
+    # The child was born with copies of the parent's fds (the restorer's pidfd among them, at
+    # the same number) and sigactions.
+    own = Handover(c, hand.pidfd)
+    files.restore(c, lay, img.files, src, own)
+    own.close()
+    vfork.place(c, table.rows[child.pid], table.rows[parent.core.pid], table)
+    threads.set_name(c, lay, core.comm)
+    signals.restore(c, lay, core, inherited=list(parent.core.sigactions))
+    for part in PARTS:
+        part.restore(c, lay, img.parts[part.KIND])
+    cpu.restore(c, core)
+    c.mask = core.blocked
+    c.restore_cpus = set(core.cpus) or home_cpus()
+    vfork.finish(spare, lay, hand.pidfd)
+    traced.remove(spare)
+    return c
 
 
 def _rebuild_order(table: Table, leaders: dict[int, Tracee]) -> list[int]:
@@ -190,11 +240,14 @@ def restore(directory: Path, planner: str | None = None, new_pidns: bool = False
     """Restore every task of the checkpoint; return the roots' pids in dump order. With
     new_pidns the tasks keep their pids inside a new pid namespace (and mount namespace, with
     its /proc) under an init of ours, our child, which exits when the roots are gone."""
-    roots, tasks, table, took = load(directory)
+    ck = load(directory)
+    table = ck.table
     ns = load_ns(directory, table)
     from engine import planners  # entry points are looked up only when restoring
 
-    plan = planners.make_plan(table, planner)
+    # Vfork children are made by their parents once rebuilt, not by the plan (engine.vfork).
+    planned = vfork.planned(table, ck.vforks)
+    plan = planners.make_plan(planned, planner)
     namespaces.check_outer(ns)
     if new_pidns:
         taken = [p for p, r in table.rows.items() if (r.nspids or (p,))[0] == 1]
@@ -205,7 +258,7 @@ def restore(directory: Path, planner: str | None = None, new_pidns: bool = False
     made = Pipes(load_pipes(directory))
     try:
         with pinned():  # the stubs are forked here, so they start on our CPU too
-            return _build(roots, tasks, table, plan, made, ns, new_pidns, took)
+            return _build(ck, planned, plan, made, ns, new_pidns)
     finally:
         made.close()
 
@@ -224,15 +277,20 @@ def _await_stops(pids: list[int], timeout: float = 5.0) -> None:
             time.sleep(0.001)
 
 
-def _let_go(t: Tracee, others: list[Tracee], stopped: int, core: Core) -> None:
-    """Detach a rebuilt task and its threads; a stopped one gets its stop signal first. A
-    main thread that had exited alone at dump exits again first, now that its threads exist
-    (it had to live to clone them with their tids), while they are still held."""
+def _let_go(t: Tracee, others: list[Tracee], stopped: int, core: Core, in_vfork: bool = False) -> None:
+    """Detach a rebuilt task and its threads; a stopped one gets its stop signal first; a
+    vfork parent goes on in its syscall. A main thread that had exited alone at dump exits
+    again first, now that its threads exist (it had to live to clone them with their tids),
+    while they are still held."""
     if core.main_exited:
         _exit_main(t, core.main_status)
     if stopped:
         os.kill(t.pid, stopped)
-    for who in ([] if core.main_exited else [t]) + others:
+    if in_vfork:
+        t.release_in_syscall()
+    elif not core.main_exited:
+        t.detach()
+    for who in others:
         who.detach()
 
 
@@ -249,13 +307,14 @@ def _exit_main(t: Tracee, status: int, timeout: float = 2.0) -> None:
         time.sleep(0.0005)
 
 
-def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: Plan, made: Pipes,
-           ns: Namespaces, new_pidns: bool, took: set[int]) -> list[int]:
-    """Run the plan, rebuild every live task, give the namespaces they made their state,
-    let all go together."""
+def _build(ck: Checkpoint, planned: Table, plan: Plan, made: Pipes, ns: Namespaces, new_pidns: bool) -> list[int]:
+    """Run the plan of the `planned` table, rebuild every live task (a vfork parent makes its
+    child then), give the namespaces they made their state, let all go together."""
+    tasks, table, took = ck.tasks, ck.table, ck.took
+    kids = {c.pid for c in ck.vforks.values()}
     own = os.pidfd_open(os.getpid())  # every stub inherits it: see engine.handover
     try:
-        pids = execute.run(plan, table, new_pidns, keep=own)
+        pids = execute.run(plan, planned, new_pidns, keep=own)
     finally:
         os.close(own)  # the stubs' copies live on
     if NEW_INIT in pids:
@@ -266,7 +325,7 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
     src = files.Sources(made, shared_anon.memfds, pids, sharedfds.Shared())
     try:
         for pid, row in table.rows.items():
-            if not row.zombie:
+            if not row.zombie and pid not in kids:
                 leaders[pid] = Tracee(pids[pid])
                 traced.append(leaders[pid])
         # First: the tasks' files are opened by their paths in their namespaces (/proc/PID
@@ -275,8 +334,13 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
             namespaces.restore(leaders[n.creator], n)
         threads_of: dict[int, list[Tracee]] = {}
         for pid in _rebuild_order(table, leaders):
-            threads_of[pid] = _rebuild(leaders[pid], tasks[pid], src, shared_anon, own, table.rows[pid].files_of_parent)
+            t, child = leaders[pid], ck.vforks.get(pid)
+            threads_of[pid], lay, hand = _rebuild(t, tasks[pid], src, shared_anon, own, table.rows[pid].files_of_parent,
+                                                  vfork_parent=child is not None)
             traced += threads_of[pid]
+            if child is not None:
+                c = _vfork_child(t, lay, hand, tasks[pid], tasks[child.pid], table, child, src, traced)
+                leaders[child.pid], threads_of[child.pid], pids[child.pid] = c, [], c.pid
         for n in ns.namespaces:
             namespaces.finish(leaders[n.creator], n)
         # Every task is whole before any runs again; a stopped one gets its stop signal
@@ -292,9 +356,9 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
             with leaders[row.ppid].scratch() as buf:
                 stops.take(leaders[row.ppid], stops.seen_by(list(row.nspids), list(parent.nspids), pid), buf,
                            list(tasks[row.ppid].core.pending))
-        for pid, t in leaders.items():
+        for pid, t in leaders.items():  # a vfork parent before its child: it waits for it
             if pid not in early:
-                _let_go(t, threads_of[pid], table.rows[pid].stopped, tasks[pid].core)
+                _let_go(t, threads_of[pid], table.rows[pid].stopped, tasks[pid].core, in_vfork=pid in ck.vforks)
         # The stop takes effect when the task next runs: wait for it, so whoever looks at the
         # restored tree (the caller's snapshot, a SIGCONT) finds it stopped as it was dumped.
         _await_stops([pids[p] for p, r in table.rows.items() if r.stopped and not r.zombie and p not in early])
@@ -306,4 +370,4 @@ def _build(roots: list[int], tasks: dict[int, TaskImages], table: Table, plan: P
         raise
     finally:
         src.shared.close()  # the tasks keep theirs
-    return [pids[r] for r in roots]
+    return [pids[r] for r in ck.roots]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import struct
+from typing import Sequence
 
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core, PendingSignal, SigAction, SigAltStack
@@ -40,11 +41,17 @@ def dump(t: Tracee) -> tuple[list[SigAction], int, SigAltStack]:
         calls.append((SYS_SIGALTSTACK, 0, buf + len(SIGNALS) * KSIGACTION.size))
         t.batch(calls, [f"rt_sigaction({sig})" for sig in SIGNALS] + ["sigaltstack"])
         raw = t.read(buf, len(SIGNALS) * KSIGACTION.size + STACK_T.size)
-    actions = [SigAction(sig=sig, handler=h, flags=f, restorer=r, mask=m)
-               for sig, (h, f, r, m) in zip(SIGNALS, KSIGACTION.iter_unpack(raw[:len(SIGNALS) * KSIGACTION.size]))]
+    values = list(KSIGACTION.iter_unpack(raw[:len(SIGNALS) * KSIGACTION.size]))
     sp, flags, size = STACK_T.unpack_from(raw, len(SIGNALS) * KSIGACTION.size)
     # The mask the task had: the tracer blocks everything while it works.
-    return actions, t.mask, SigAltStack(sp=sp, flags=flags, size=size)
+    return [SigAction(sig=sig, handler=h, flags=f, restorer=r, mask=m) for sig, (h, f, r, m) in zip(SIGNALS, values)], \
+        t.mask, SigAltStack(sp=sp, flags=flags, size=size)
+
+
+def actions(by_number: list[tuple[int, int, int, int]]) -> list[SigAction]:
+    """The image's sigactions from (handler, flags, restorer, mask) of signals 1..64."""
+    return [SigAction(sig=sig, handler=h, flags=f, restorer=r, mask=m)
+            for sig, (h, f, r, m) in enumerate(by_number, 1) if sig in SIGNALS]
 
 
 def pending(t: Tracee, process_queue: bool = True, own_queue: bool = True) -> list[PendingSignal]:
@@ -65,13 +72,15 @@ def pending(t: Tracee, process_queue: bool = True, own_queue: bool = True) -> li
     return out
 
 
-def restore(t: Tracee, lay: Layout, core: Core) -> None:
+def restore(t: Tracee, lay: Layout, core: Core, inherited: Sequence[SigAction] = ()) -> None:
     """Sigactions and sigaltstack by remote calls, then the queued signals. The stub keeps every
     signal blocked (and the tracer too) until detach sets the dumped mask, so none is
     delivered while the task is being rebuilt. A fresh stub has every action at its default
-    (the executor resets them before it parks): only the others are set, in one batch."""
+    (the executor resets them before it parks), a task made by another one has the actions
+    `inherited` from it: only the others are set, in one batch."""
     _flush(t, lay)
-    todo = [a for a in core.sigactions if (a.handler, a.flags, a.restorer, a.mask) != (0, 0, 0, 0)]
+    have = {a.sig: (a.handler, a.flags, a.restorer, a.mask) for a in inherited}
+    todo = [a for a in core.sigactions if (a.handler, a.flags, a.restorer, a.mask) != have.get(a.sig, (0, 0, 0, 0))]
     if todo:
         t.write(lay.scratch, b"".join(KSIGACTION.pack(a.handler, a.flags, a.restorer, a.mask) for a in todo))
         t.batch([(SYS_RT_SIGACTION, a.sig, lay.scratch + i * KSIGACTION.size, 0, SIGSET) for i, a in enumerate(todo)],

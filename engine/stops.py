@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 import struct
 
+from engine.errors import Unsupported
 from engine.images.core_pb2 import PendingSignal
 from engine.ptrace import Tracee
 from engine.tree import Frozen
@@ -48,9 +49,17 @@ def mark(frozen: Frozen) -> None:
     for task in frozen.tasks.values():
         e = task.entry
         parent = frozen.tasks.get(e.ppid)
-        if not e.stopped or e.zombie or parent is None or parent.acting is None:
+        if not e.stopped or e.zombie or parent is None or parent.zombie:
+            continue
+        if parent.in_vfork:
+            # Asleep since it made its vfork child, it cannot have taken that one's report; it
+            # cannot be asked about others'.
+            if e.pid != parent.entry.vfork_child:
+                raise Unsupported(f"pid {e.pid} is stopped and its parent {e.ppid} waits in vfork: whether the "
+                                  "parent took its stop report cannot be asked")
             continue
         asker = parent.acting
+        assert asker is not None  # alive and not in vfork: seized
         with asker.scratch() as buf:  # waitid in any thread: children of every thread count
             e.stop_collected = not reported(asker, seen_by(list(e.nspids), list(parent.entry.nspids), e.pid), buf)
 

@@ -13,7 +13,7 @@ import struct
 
 from engine import proc, seccomp
 from engine.errors import CkptError, Unsupported
-from engine.images.task_pb2 import Creds, Rlimit, Task, ThreadAttrs
+from engine.images.task_pb2 import Creds, Rlimit, SeccompFilter, Task, ThreadAttrs
 from engine.mm import KERNEL_AREAS, Layout
 from engine.ptrace import Tracee
 from native import ffi, lib
@@ -100,28 +100,42 @@ def dump(t: Tracee, others: list[Tracee]) -> Task:
     """Everything above for the seized task, read through thread t (its main thread unless
     that one exited alone); `others`: its other threads, seized too."""
     pid = t.pid
-    st = proc.status(pid)
-    filters = seccomp.dump(pid, st)  # refuses strict mode before any remote call
+    filters = seccomp.dump(pid, proc.status(pid))  # refuses strict mode before any remote call
     with t.scratch() as buf:
         # One batch: the pdeathsig (an int) and the tid address (a pointer) land side by side.
         securebits, dumpable, thp, _, _ = t.batch(
-            [(lib.SYS_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0), (lib.SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0),
-             (lib.SYS_prctl, PR_GET_THP_DISABLE, 0, 0, 0, 0), (lib.SYS_prctl, PR_GET_PDEATHSIG, buf, 0, 0, 0),
-             (lib.SYS_prctl, PR_GET_TID_ADDRESS, buf + 8, 0, 0, 0)],
-            ["prctl(PR_GET_SECUREBITS)", "prctl(PR_GET_DUMPABLE)", "prctl(PR_GET_THP_DISABLE)",
-             "prctl(PR_GET_PDEATHSIG)", "prctl(PR_GET_TID_ADDRESS)"])
+            [(lib.SYS_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0), *mm_calls(),
+             (lib.SYS_prctl, PR_GET_PDEATHSIG, buf, 0, 0, 0), (lib.SYS_prctl, PR_GET_TID_ADDRESS, buf + 8, 0, 0, 0)],
+            ["prctl(PR_GET_SECUREBITS)", *MM_CALLS, "prctl(PR_GET_PDEATHSIG)", "prctl(PR_GET_TID_ADDRESS)"])
         pdeathsig, clear_tid = struct.unpack("<i4xQ", t.read(buf, 16))
-    head, size = _robust_list(pid)
-    if t.tgid != pid:
-        # t's robust list and tid address go with its thread (engine.threads). The main
+    return assemble(t.tgid, pid, securebits, dumpable, thp, pdeathsig, clear_tid, filters,
+                    [_thread_dump(tt) for tt in others])
+
+
+MM_CALLS = ["prctl(PR_GET_DUMPABLE)", "prctl(PR_GET_THP_DISABLE)"]
+
+
+def mm_calls() -> list[tuple[int, ...]]:
+    """The remote calls that read what the task's memory (its mm) holds: dumpable, the THP
+    switch. Any task sharing the memory answers them alike."""
+    return [(lib.SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0), (lib.SYS_prctl, PR_GET_THP_DISABLE, 0, 0, 0, 0)]
+
+
+def assemble(tgid: int, tid: int, securebits: int, dumpable: int, thp: int, pdeathsig: int, clear_tid: int,
+             filters: list[SeccompFilter], threads: list[ThreadAttrs]) -> Task:
+    """Process tgid's part from what remote calls (or the kernel's structures) told, read
+    through its thread tid, and /proc of that thread; `threads`: its other threads' own."""
+    st = proc.status(tid)
+    head, size = _robust_list(tid)
+    if tid != tgid:
+        # tid's robust list and tid address go with its thread (engine.threads). The main
         # thread's died with it (its exit walked the list and cleared the tid), and its
         # pdeathsig cannot be asked of a zombie: none.
         head = size = clear_tid = pdeathsig = 0
-    return Task(pid=t.tgid, creds=_creds(pid, securebits), rlimits=_limits(pid), personality=_personality(pid),
+    return Task(pid=tgid, creds=_creds(tid, securebits), rlimits=_limits(tid), personality=_personality(tid),
                 no_new_privs=st.get("NoNewPrivs") == "1", dumpable=dumpable, pdeathsig=pdeathsig, thp_disable=thp,
                 robust_list=head, robust_len=size, clear_tid=clear_tid,
-                seccomp_mode=seccomp.SECCOMP_MODE_FILTER if filters else 0, seccomp=filters,
-                threads=[_thread_dump(tt) for tt in others])
+                seccomp_mode=seccomp.SECCOMP_MODE_FILTER if filters else 0, seccomp=filters, threads=threads)
 
 
 # --- restore ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import os
 import struct
 
 from engine import cpu, proc, seccomp, signals, task
-from engine.errors import CkptError
+from engine.errors import CkptError, ProcessGone
 from engine.images.core_pb2 import Core, Rseq, Thread
 from engine.images.task_pb2 import SeccompFilter, Task, ThreadAttrs
 from engine.mm import Layout
@@ -80,6 +80,26 @@ def _clone(t: Tracee, lay: Layout, th: Thread) -> Tracee:
     # clone3 answers in the task's pid namespace; ptrace reported it in ours (the outermost).
     t.spawned.remove(th.tid)
     return Tracee(th.tid, adopted=True)
+
+
+def spare(t: Tracee, lay: Layout) -> Tracee:
+    """A new thread of t's process with any tid, stopped and traced: it works in the process
+    (its fd table, its memory) where the main thread no longer can run a remote call."""
+    t.trace_clones()
+    t.write(lay.scratch, CLONE_ARGS.pack(THREAD_FLAGS, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+    got = t.syscall(lib.SYS_clone3, lay.scratch, CLONE_ARGS.size)
+    if got < 0:
+        raise CkptError(f"pid {t.pid}: remote clone3 of a spare thread: {os.strerror(-got)}")
+    return Tracee(t.spawned.pop(), adopted=True, tgid=t.tgid)  # as we see it (clone3 answers in its pid namespace)
+
+
+def end(tt: Tracee) -> None:
+    """A spare thread exits; as its tracer we collect it."""
+    try:
+        tt.syscall(lib.SYS_exit, 0)
+    except ProcessGone:
+        return
+    raise CkptError(f"thread {tt.pid}: remote exit returned")
 
 
 def _made(t: Tracee, lay: Layout, core: Core, main_filters: list[SeccompFilter],

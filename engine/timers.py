@@ -124,6 +124,11 @@ def _boot_id() -> str:
         return f.read().strip()
 
 
+def idle(pid: int) -> Timers:
+    """The timers of a task that has none armed or made (checked by the caller)."""
+    return Timers(pid=pid, boot_id=_boot_id(), taken_ns=time.monotonic_ns())
+
+
 def dump(t: Tracee, others: list[Tracee]) -> Timers:
     """The itimers and every POSIX timer of the (seized) task; its other threads (`others`)
     have none of their own: timers belong to the process."""

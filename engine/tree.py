@@ -5,13 +5,18 @@ session, state, subreaper flag and pids in every pid namespace.
 Growth while freezing: a task not yet frozen may fork or create threads, so listings are
 repeated until one finds nothing new; listings that keep finding tasks born during the freeze,
 or threads not yet seized, are bounded (MAX_SCANS), then KeepsGrowing names the task and the
-caller lets every task go as it was."""
+caller lets every task go as it was.
+
+A task asleep in vfork is not seized: no ptrace stop reaches it, and it stays asleep while its
+child is frozen (engine.vfork pairs the two once the tree is)."""
 from __future__ import annotations
 
 import errno
 import os
 import re
+import signal
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +24,8 @@ from pathlib import Path
 from engine import proc, threads
 from engine.errors import CkptError, ProcessGone, PtraceError, Unsupported
 from engine.images.tree_pb2 import TaskEntry, Tree
-from engine.ptrace import WALL, Tracee
-from native import ffi, lib
+from engine.ptrace import Tracee, abandon
+from native import lib
 
 MAX_SCANS = 16  # listings that may find tasks born during the freeze (for threads: listings in a
 # row that show new ones) before we give up
@@ -34,7 +39,8 @@ SYS_CLONE, SYS_VFORK, SYS_CLONE3, CLONE_VFORK = 56, 58, 435, 0x4000
 
 
 class InVfork(Unsupported):
-    """A task sleeps in vfork; its child may be waiting for a task we froze already."""
+    """A thread sleeps in vfork (its child may be waiting for a task we froze already), or a
+    task left vfork while the tree was being frozen: thaw all and freeze again."""
 
 
 class KeepsGrowing(CkptError):
@@ -53,16 +59,27 @@ class Task:
     """One task of the tree: its table entry, and for a live one its seized threads."""
 
     entry: TaskEntry
-    leader: Tracee | None = None  # None for a zombie, and while the main thread is one
+    # None for a zombie, while the main thread is one, and for a task asleep in vfork
+    leader: Tracee | None = None
     others: list[Tracee] = field(default_factory=list)
     main_exit: int | None = None  # the wait status of a main thread that exited alone
+    # Alive, asleep in vfork until its child execs or exits: never seized (no ptrace stop
+    # reaches it there, and a seized one could not be detached: engine.asleep). It cannot run
+    # while its child is frozen.
+    in_vfork: bool = False
+    switches: int = 0  # its context switches when found asleep in vfork (see switches())
 
     @property
     def acting(self) -> Tracee | None:
         """The thread process-wide state is read and asked through: the main one, or the
         first other one while the main one is a zombie (it cannot be seized); None for a
-        zombie process."""
+        zombie process and for a task asleep in vfork."""
         return self.leader or (self.others[0] if self.others else None)
+
+    @property
+    def zombie(self) -> bool:
+        """Dead, waiting to be reaped."""
+        return self.acting is None and not self.in_vfork
 
 
 @dataclass(slots=True)
@@ -138,7 +155,7 @@ def _children(pids: list[int], frozen: Frozen) -> list[tuple[int, int]]:
     new: list[tuple[int, int]] = []
     seen: set[int] = set()
     for pid in pids:
-        if frozen.tasks[pid].acting is None:
+        if frozen.tasks[pid].zombie:
             continue  # a zombie's children went to a reaper when it died
         for kid in proc.children(pid):
             if kid in frozen.roots:
@@ -291,7 +308,7 @@ def _take(pid: int, parent: int, frozen: Frozen, optional: bool = False) -> bool
             return False
         raise
     entry = task.entry
-    if task.acting is None:
+    if task.zombie:
         if parent == 0:
             if optional:
                 return False  # a process of the cgroup that died: its parent, outside, reaps it
@@ -311,15 +328,20 @@ def _seize(pid: int, parent: int, frozen: Frozen) -> Task:
     st = proc.stat(pid)
     if st.flags & PF_KTHREAD:
         raise CkptError(f"pid {pid} ({st.comm}) is a kernel thread")
-    if st.state == "D" and _in_vfork(pid):
-        _leave_vfork(pid, pid)
-        st = proc.stat(pid)
+    asleep = st.state == "D" and in_vfork(pid) and not _left_vfork(pid)
+    st = proc.stat(pid)
     status = proc.status(pid)
     entry = TaskEntry(pid=pid, ppid=parent, pgid=st.pgid, sid=st.sid, nspids=proc.levels(status, "NSpid", pid),
                       nspgids=proc.levels(status, "NSpgid", st.pgid), nssids=proc.levels(status, "NSsid", st.sid))
     task = Task(entry)
     if st.state in "ZX":
         return _dead_main(task, frozen)
+    if asleep:
+        if proc.threads(pid) > 1:
+            raise Unsupported(f"pid {pid} waits in vfork for its child while its other threads run (not supported)")
+        task.in_vfork = True  # engine.vfork pairs it with its child once the tree is frozen
+        task.switches = switches(status)
+        return task
     try:
         task.leader = Tracee(pid, keep_scratch=True)
     except ProcessGone:
@@ -329,6 +351,7 @@ def _seize(pid: int, parent: int, frozen: Frozen) -> Task:
         # An exiting task refuses the seizure (EPERM): in a moment it is a zombie.
         if e.err != errno.EPERM or not _exiting(pid, pid):
             raise
+        _disown(pid, pid)
         _zombie_soon(pid)
         return _dead_main(task, frozen)
     frozen.traced.append(task.leader)
@@ -356,6 +379,22 @@ def _dead_main(task: Task, frozen: Frozen) -> Task:
     return task
 
 
+def _disown(pid: int, tid: int) -> None:
+    """An exiting thread that refused the seizure may be a tracee of this thread already (left
+    behind by an earlier failure): then its end is ours to collect, or no one could reap it,
+    and killing the tree would wait for it for ever (engine.ptrace.abandon). Not a main thread
+    exiting alone: its end cannot be collected before its other threads' (Tracee.exit_alone)."""
+    try:
+        st = proc.status(tid)
+    except ProcessGone:
+        return
+    if st.get("TracerPid") != str(threading.get_native_id()):
+        return
+    if tid == pid and st.get("Threads", "1") != "1":
+        return
+    abandon(tid)
+
+
 def _zombie_soon(pid: int) -> proc.TaskStat:
     """The stat of an exiting task once it is a zombie (its parent is frozen: no one reaps it)."""
     deadline = time.monotonic() + EXIT_WAIT
@@ -366,20 +405,32 @@ def _zombie_soon(pid: int) -> proc.TaskStat:
     return st
 
 
-def _leave_vfork(pid: int, tid: int) -> None:
+def _left_vfork(tid: int) -> bool:
     """Wait a moment for a thread sleeping in vfork to get out: usually a moment before its
     child execs or exits. No ptrace stop reaches it until then (seizing it would wait as long as
-    the child likes), and the child may wait on a task frozen already: InVfork, the caller
-    thaws all and retries."""
+    the child likes). Whether it got out."""
     deadline = time.monotonic() + VFORK_WAIT
-    while _in_vfork(tid) and time.monotonic() < deadline:
+    while in_vfork(tid) and time.monotonic() < deadline:
         time.sleep(0.001)
-    if _in_vfork(tid):
-        who = f"pid {pid}" if tid == pid else f"pid {pid}: its thread {tid}"
-        raise InVfork(f"{who} waits in vfork for its child, which shares its memory (not supported)")
+    return not in_vfork(tid)
 
 
-def _in_vfork(pid: int) -> bool:
+def _leave_vfork(pid: int, tid: int) -> None:
+    """A thread other than the main one that sleeps in vfork must get out in a moment: else
+    InVfork (its child may wait on a task frozen already: the caller thaws all and retries)."""
+    if not _left_vfork(tid):
+        raise InVfork(f"pid {pid}: its thread {tid} waits in vfork for its child, which shares its memory "
+                      "(not supported)")
+
+
+def switches(status: dict[str, str]) -> int:
+    """Context switches of a task so far (of its /proc status). A task asleep has none: one
+    whose count moved has run since (a vfork parent whose child exited before we held it,
+    back in a vfork of another child by now)."""
+    return int(status.get("voluntary_ctxt_switches", "0")) + int(status.get("nonvoluntary_ctxt_switches", "0"))
+
+
+def in_vfork(pid: int) -> bool:
     """Whether the task sleeps in vfork() (or clone with CLONE_VFORK) until its child lets go:
     no ptrace stop would reach it there."""
     try:
@@ -427,7 +478,7 @@ def _freeze_threads(pid: int, frozen: Frozen) -> list[Tracee]:
             raise KeepsGrowing(pid, f"{_named(pid)} keeps creating threads while being frozen: {MAX_SCANS} "
                                f"listings showed threads not seized yet ({len(seized) + 1} threads seized)")
         for tid in fresh:
-            if _state(pid, tid) == "D" and _in_vfork(tid):
+            if _state(pid, tid) == "D" and in_vfork(tid):
                 _leave_vfork(pid, tid)
             try:
                 seized[tid] = Tracee(tid, tgid=pid)
@@ -437,6 +488,7 @@ def _freeze_threads(pid: int, frozen: Frozen) -> list[Tracee]:
             except PtraceError as e:
                 # An exiting thread refuses the seizure (EPERM); one that is not exiting may not.
                 if e.err == errno.EPERM and _exiting(pid, tid):
+                    _disown(pid, tid)
                     missed.add(tid)
                     continue
                 raise
@@ -467,31 +519,33 @@ def _exiting(pid: int, tid: int) -> bool:
 
 def let_go(traced: list[Tracee], strict: bool = True) -> None:
     """Detach every frozen task (each as it was); when strict, the first error is raised
-    (otherwise an error is on its way already and this one would hide it)."""
-    errors: list[BaseException] = []
-    dead: list[int] = []
+    (otherwise an error is on its way already and this one would hide it). One that cannot be
+    let go as it was is still let go, or collected if it died while we held it (abandon): none
+    stays ours."""
+    errors: list[Exception] = []
+    failed: list[Tracee] = []
     for t in traced:
         try:
             t.detach(own_restart_block=True)
-        except CkptError as e:
+        except (CkptError, OSError) as e:
             errors.append(e)
-            dead.append(t.pid)
-    for pid in reversed(dead):  # threads before their leader, which is collected only after them
-        _reap_dead(pid)
+            failed.append(t)
+    for t in reversed(failed):  # threads before their leader, which is collected only after them
+        abandon(t.pid, t.mask, t.saved)
     if errors and strict:
         raise errors[0]
 
 
-def _reap_dead(tid: int) -> None:
-    """Collect a seized task that died while we held it (killed with its process): a traced
-    thread stays a zombie until its tracer waits for it, and keeps its leader unreapable."""
-    status = ffi.new("int *")
-    lib.waitpid(tid, status, WALL | os.WNOHANG)
-
-
-def kill(traced: list[Tracee]) -> None:
+def kill(frozen: Frozen) -> None:
     """Kill every frozen task, children and threads before their parents and leaders (a
-    traced leader is collected only after its threads)."""
-    for t in reversed(traced):
+    traced leader is collected only after its threads); the tasks asleep in vfork first, as
+    the death of their children would wake them."""
+    for pid, task in frozen.tasks.items():
+        if task.in_vfork:
+            try:
+                os.kill(pid, signal.SIGKILL)  # the vfork wait is killable; its parent reaps it
+            except ProcessLookupError:
+                pass
+    for t in reversed(frozen.traced):
         t.kill()
 

@@ -88,7 +88,9 @@ def test_ckpt_check_probes_for_real() -> None:
     r = subprocess.run(["ckpt", "check"], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
     lines = r.stdout.splitlines()
-    assert len(lines) == 12 and all(line.endswith(" ok") for line in lines), r.stdout + r.stderr
+    from engine.check import PROBES
+
+    assert len(lines) == len(PROBES) == 13 and all(line.endswith(" ok") for line in lines), r.stdout + r.stderr
     assert r.returncode == 0
 
 

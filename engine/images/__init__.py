@@ -15,9 +15,10 @@ File grammar (all integers little-endian):
 Files of a checkpoint directory: inventory.img (one Inventory), tree.img (one Tree: every
 task, live or zombie, parents first), pipes.img (PipeData entries: queued pipe contents),
 ns.img (one Namespaces: the namespaces the tasks made, with their state); one entry per live
-task, each naming its pid, in core.img (Core), mm.img (Mm), pagemap.img (PageMap), files.img
-(Files), task.img (Task) and timers.img (Timers); and pages-PID.img for each live task with
-stored pages. Per-task state shares a file per kind because a file costs more to create
+task, each naming its pid, in core.img (Core), files.img (Files), task.img (Task) and
+timers.img (Timers), and per memory in mm.img (Mm) and pagemap.img (PageMap): a vfork child has
+none there, its memory is its parent's (tree.img says whose); and pages-PID.img for each task
+with stored pages of its own. Per-task state shares a file per kind because a file costs more to create
 than its entries to write (20-500 µs on ext4 here). The generated *_pb2 modules come from the .proto files beside this one
 by `python -m engine.images.generate`; a test proves they are current.
 """
@@ -68,13 +69,14 @@ class Kind:
     message: type[Message]
     pattern: str  # its file name
     per_task: bool = False  # one entry per live task, each with its pid
+    memory: bool = False  # per task, but none for a task on another's memory (a vfork child)
 
 
 KINDS = {k.name: k for k in (
     Kind("inventory", 0x31564E49, Inventory, "inventory.img"),  # "INV1"
     Kind("core", 0x31524F43, Core, "core.img", True),  # "COR1"
-    Kind("mm", 0x31304D4D, Mm, "mm.img", True),  # "MM01"
-    Kind("pagemap", 0x31504D50, PageMap, "pagemap.img", True),  # "PMP1"
+    Kind("mm", 0x31304D4D, Mm, "mm.img", True, True),  # "MM01"
+    Kind("pagemap", 0x31504D50, PageMap, "pagemap.img", True, True),  # "PMP1"
     Kind("files", 0x31534946, Files, "files.img", True),  # "FIS1"
     Kind("task", 0x31534154, Task, "task.img", True),  # "TAS1"
     Kind("timers", 0x31524D54, Timers, "timers.img", True),  # "TMR1"

@@ -1,0 +1,148 @@
+"""The running kernel's BTF (/sys/kernel/btf/vmlinux; Documentation/bpf/btf.rst): type ids and
+the layout of its structures, as much as reading a task's kernel structures needs
+(engine.asleep). Read once per process, on first use (about 0.2 s)."""
+from __future__ import annotations
+
+import functools
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import CkptError, Unsupported
+
+VMLINUX = Path("/sys/kernel/btf/vmlinux")
+MAGIC = 0xEB9F
+HEADER = struct.Struct("<HBBIIIII")  # magic, version, flags, hdr_len, type_off, type_len, str_off, str_len
+TYPE = struct.Struct("<III")  # struct btf_type: name_off, info, size (or type)
+MEMBER = struct.Struct("<III")  # struct btf_member: name_off, type, offset
+# uapi/linux/btf.h: BTF_KIND_*
+INT, PTR, ARRAY, STRUCT, UNION, ENUM, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC = range(1, 13)
+FUNC_PROTO, VAR, DATASEC, FLOAT, DECL_TAG, TYPE_TAG, ENUM64 = range(13, 20)
+MODIFIERS = (TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG)
+# Bytes that follow a struct btf_type, by kind, for `vlen` items (the low 16 bits of info).
+_TAIL = {INT: (4, 0), ARRAY: (12, 0), STRUCT: (0, 12), UNION: (0, 12), ENUM: (0, 8), FUNC_PROTO: (0, 8),
+         VAR: (4, 0), DATASEC: (0, 12), DECL_TAG: (4, 0), ENUM64: (0, 12)}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """Where a member lies in the structure a path starts from: its byte offset and type id;
+    for a bit field, its first bit in that byte and its width."""
+
+    offset: int
+    type: int
+    bit: int = 0
+    bits: int = 0
+
+
+class Btf:
+    """Type ids, names and structure layouts of one BTF blob."""
+
+    def __init__(self, raw: bytes, where: str = str(VMLINUX)) -> None:
+        self.raw, self.where = raw, where
+        if len(raw) < HEADER.size:
+            raise CkptError(f"{where}: not BTF (too short)")
+        magic, _, _, hdr_len, type_off, type_len, str_off, str_len = HEADER.unpack_from(raw)
+        if magic != MAGIC:
+            raise CkptError(f"{where}: not BTF (magic {magic:#x})")
+        self.strings = raw[hdr_len + str_off:hdr_len + str_off + str_len]
+        self.at = [0]  # type id -> offset of its struct btf_type in raw (ids start at 1)
+        # Some 100k types: the walk is kept to list lookups (a dict per type doubles its time).
+        fixed = [TYPE.size + _TAIL.get(k, (0, 0))[0] for k in range(32)]
+        per = [_TAIL.get(k, (0, 0))[1] for k in range(32)]
+        info_at, add = struct.Struct("<I").unpack_from, self.at.append
+        off, end = hdr_len + type_off, hdr_len + type_off + type_len
+        while off < end:
+            add(off)
+            (info,) = info_at(raw, off + 4)
+            kind = (info >> 24) & 0x1F
+            off += fixed[kind] + per[kind] * (info & 0xFFFF)
+
+    def _type(self, tid: int) -> tuple[int, int, int, int, bool]:
+        """(name offset, kind, vlen, size or referenced type, kind_flag) of a type id."""
+        name, info, size = TYPE.unpack_from(self.raw, self.at[tid])
+        return name, (info >> 24) & 0x1F, info & 0xFFFF, size, bool(info >> 31)
+
+    def name(self, off: int) -> str:
+        """A string of the string section."""
+        return self.strings[off:self.strings.index(b"\0", off)].decode()
+
+    def named(self, kind: int, name: str) -> int:
+        """The id of the type of that kind and name (a structure's definition, not a forward
+        declaration of it); Unsupported when this kernel has none."""
+        want = b"\0" + name.encode() + b"\0"
+        offs, start = set(), 0
+        while (i := self.strings.find(want, start)) >= 0:
+            offs.add(i + 1)
+            start = i + 1
+        for tid in range(1, len(self.at)):
+            name_off, k, _, _, _ = self._type(tid)
+            if name_off in offs and k == kind:
+                return tid
+        raise Unsupported(f"this kernel's BTF has no {name} (kind {kind}): reading tasks from the kernel "
+                          "is not supported on it")
+
+    def resolve(self, tid: int) -> int:
+        """The type behind typedefs and qualifiers."""
+        while True:
+            _, kind, _, ref, _ = self._type(tid)
+            if kind not in MODIFIERS:
+                return tid
+            tid = ref
+
+    def kind(self, tid: int) -> int:
+        """The kind of a type (after typedefs and qualifiers)."""
+        return self._type(self.resolve(tid))[1]
+
+    def size(self, tid: int) -> int:
+        """The size in bytes of a structure, union, integer or pointer type."""
+        _, kind, _, size, _ = self._type(self.resolve(tid))
+        return 8 if kind == PTR else size
+
+    def _member(self, tid: int, name: str) -> Field | None:
+        """A member of a structure or union by name, looked for in anonymous members too."""
+        _, kind, vlen, _, bitfields = self._type(tid)
+        if kind not in (STRUCT, UNION):
+            return None
+        base = self.at[tid] + TYPE.size
+        for i in range(vlen):
+            name_off, mtype, where = MEMBER.unpack_from(self.raw, base + i * MEMBER.size)
+            bit, bits = (where & 0xFFFFFF, where >> 24) if bitfields else (where, 0)
+            if name_off and self.name(name_off) == name:
+                return Field(bit // 8, mtype, bit % 8, bits)
+            if not name_off:
+                inner = self._member(self.resolve(mtype), name)
+                if inner is not None:
+                    return Field(bit // 8 + inner.offset, inner.type, inner.bit, inner.bits)
+        return None
+
+    def has(self, struct_name: str, member: str) -> bool:
+        """Whether the structure has that member (this kernel's layout)."""
+        return self._member(self.named(STRUCT, struct_name), member) is not None
+
+    def field(self, struct_name: str, path: str) -> Field:
+        """A member of a structure by its dotted path through embedded structures."""
+        tid, offset = self.named(STRUCT, struct_name), 0
+        got: Field | None = None
+        for part in path.split("."):
+            got = self._member(self.resolve(tid), part)
+            if got is None:
+                raise Unsupported(f"this kernel's struct {struct_name} has no {path}: reading tasks from the "
+                                  "kernel is not supported on it")
+            offset += got.offset
+            tid = got.type
+        assert got is not None
+        return Field(offset, got.type, got.bit, got.bits)
+
+    def func(self, name: str) -> int:
+        """The id of a kernel function (BTF_KIND_FUNC), such as a BPF iterator's target."""
+        return self.named(FUNC, name)
+
+
+@functools.cache
+def vmlinux() -> Btf:
+    """The running kernel's BTF."""
+    try:
+        return Btf(VMLINUX.read_bytes())
+    except FileNotFoundError:
+        raise Unsupported(f"no {VMLINUX} (a kernel without CONFIG_DEBUG_INFO_BTF)") from None
