@@ -25,6 +25,7 @@ from engine import tree, vfork
 from engine.errors import CkptError, Unsupported
 from engine.plan import PlanError, Table, TaskRow
 from native import ffi, lib
+from tests.reaping import kill_all
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (ptrace, BPF, clone3 set_tid)")
 
@@ -254,18 +255,19 @@ def pair(program: Path, tmp_path: Path) -> Iterator[Pair]:
         _wait_for("the pair to settle", lambda: _syscall(parent) == "58" and _syscall(child) == "0")
         yield Pair(p.pid, parent, child, int((d / "pipe").read_text()), d)
     finally:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all(pids)
         hproc.reap_children()
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
 
 
 def _assert_waiting(pr: Pair) -> None:
     """The parent sleeps in vfork for its child, which runs on the parent's memory, both untraced."""
-    st = Path(f"/proc/{pr.parent}/stat").read_text().rsplit(") ", 1)[1].split()
-    assert st[0] == "D"
+    # Just let go from its PTRACE_EVENT_VFORK stop, it runs (R) on its way into the wait; its
+    # child, blocked in read() on our pipe, cannot end that wait meanwhile.
+    _wait_for("the parent asleep in vfork", lambda: _state(pr.parent) == "D")
     assert _syscall(pr.parent) == "58"  # vfork, as it was
     assert Path(f"/proc/{pr.parent}/wchan").read_text() == "kernel_clone"
     assert _children(pr.parent) == [pr.child] and _children(pr.root) == [pr.parent]
@@ -451,9 +453,5 @@ def test_a_dump_kills_vfork_pairs_under_their_pid_namespace_init(programs: dict[
         assert engine.dump([init], tmp_path / "img") == [init]
         _wait_gone(pids)
     finally:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all(pids)
         _wait_gone(pids)
