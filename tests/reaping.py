@@ -5,6 +5,8 @@ import os
 import signal
 import time
 
+from harness import proc as hproc
+
 
 def kill_all(pids: list[int]) -> None:
     """SIGKILL each (gone ones are skipped); a child of ours among them is collected if dead."""
@@ -21,7 +23,8 @@ def kill_all(pids: list[int]) -> None:
 
 
 def wait_gone(pids: list[int], timeout: float = 10.0) -> None:
-    """Until these pids are free (killed tasks reaped by whoever got them); fail after timeout."""
+    """Until these pids are free (killed tasks reaped by whoever got them: children of ours, and
+    orphans handed to us as subreaper, are reaped here); fail after timeout."""
     deadline = time.monotonic() + timeout
     while any(os.path.exists(f"/proc/{p}") for p in pids):
         assert time.monotonic() < deadline, "the killed tasks were not reaped"
@@ -30,4 +33,5 @@ def wait_gone(pids: list[int], timeout: float = 10.0) -> None:
                 os.waitpid(p, os.WNOHANG)
             except ChildProcessError:
                 pass
+        hproc.reap_children()
         time.sleep(0.005)

@@ -20,6 +20,7 @@ from engine.errors import CkptError
 from engine.images.files_pb2 import Files
 from harness import proc
 from native import ffi, lib
+from tests.reaping import wait_gone
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (ptrace, clone3 set_tid)")
 
@@ -105,16 +106,6 @@ def tree(tmp_path: Path) -> Iterator[tuple[int, int, dict[str, int], Path]]:
     proc.reap_children()
 
 
-def _reap(pids: list[int]) -> None:
-    """The dumped tasks, killed, come to us (their subreaper): their pids are free again once reaped."""
-    assert not proc.wait_gone(pids, 10)
-    deadline = time.monotonic() + 10
-    while any(os.path.exists(f"/proc/{p}") for p in pids):
-        assert time.monotonic() < deadline, "the dumped tasks were not reaped"
-        proc.reap_children()
-        time.sleep(0.005)
-
-
 def _files(d: Path) -> dict[int, Files]:
     _, entries = images.read(images.path_of(d, "files"), "files")
     return {f.pid: f for f in entries}
@@ -128,7 +119,7 @@ def test_inherited_fds_come_back_as_one_description(tree: tuple[int, int, dict[s
     root, child, fds, d = tree
     img = tmp_path / "img"
     engine.dump([root], img)
-    _reap([root, child])
+    wait_gone([root, child])
     files = _files(img)
     by_fd = {pid: {e.fd: e for e in files[pid].fds} for pid in (root, child)}
     ids = {name: by_fd[root][fds[name]].shared for name in SHARED}
@@ -169,7 +160,7 @@ def test_a_holder_that_disagrees_with_the_first_is_refused(tree: tuple[int, int,
     root, child, fds, _ = tree
     img = tmp_path / "img"
     engine.dump([root], img)
-    _reap([root, child])
+    wait_gone([root, child])
     entries = list(_files(img).values())
     for e in next(f for f in entries if f.pid == child).fds:
         if e.fd == fds["file"]:

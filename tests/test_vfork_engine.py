@@ -25,7 +25,7 @@ from engine import tree, vfork
 from engine.errors import CkptError, Unsupported
 from engine.plan import PlanError, Table, TaskRow
 from native import ffi, lib
-from tests.reaping import kill_all
+from tests.reaping import kill_all, wait_gone
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (ptrace, BPF, clone3 set_tid)")
 
@@ -298,19 +298,9 @@ def _release_and_check(pr: Pair) -> None:
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_CODE
 
 
-def _wait_gone(pids: list[int]) -> None:
-    from harness import proc as hproc
-
-    deadline = time.monotonic() + 5
-    while any(os.path.exists(f"/proc/{p}") for p in pids):
-        assert time.monotonic() < deadline, "the dumped tree is still there"
-        hproc.reap_children()
-        time.sleep(0.005)
-
-
 def test_a_restored_parent_waits_in_vfork_on_memory_it_shares(pair: Pair, tmp_path: Path) -> None:
     engine.dump([pair.root], tmp_path / "img")
-    _wait_gone([pair.root, pair.parent, pair.child])
+    wait_gone([pair.root, pair.parent, pair.child])
     assert engine.restore(tmp_path / "img") == [pair.root]
     _assert_waiting(pair)
     _release_and_check(pair)
@@ -336,7 +326,7 @@ def test_a_restore_failing_at_the_child_leaves_no_process(pair: Pair, tmp_path: 
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     engine.dump([pair.root], tmp_path / "img")
     pids = [pair.root, pair.parent, pair.child]
-    _wait_gone(pids)
+    wait_gone(pids)
 
     def broken(*_: object) -> None:
         raise CkptError("injected failure")
@@ -344,7 +334,7 @@ def test_a_restore_failing_at_the_child_leaves_no_process(pair: Pair, tmp_path: 
     monkeypatch.setattr(vfork, "place", broken)  # once the parent waits for the child made again
     with pytest.raises(CkptError, match="injected failure"):
         engine.restore(tmp_path / "img")
-    _wait_gone(pids)
+    wait_gone(pids)
 
 
 def test_planners_never_see_a_vfork_child() -> None:
@@ -451,7 +441,7 @@ def test_a_dump_kills_vfork_pairs_under_their_pid_namespace_init(programs: dict[
         p1 = _children(a)[0]
         pids += [a, p1, p2, _settled(p1), _settled(p2)]
         assert engine.dump([init], tmp_path / "img") == [init]
-        _wait_gone(pids)
+        wait_gone(pids)
     finally:
         kill_all(pids)
-        _wait_gone(pids)
+        wait_gone(pids)
