@@ -402,11 +402,7 @@ def test_a_parent_that_ran_since_it_was_found_asleep_is_frozen_again(
             vfork.pair(frozen)
     finally:
         tree.let_go(frozen.traced)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all(pids)
         p.wait()
         hproc.reap_children()
 
