@@ -75,7 +75,7 @@ static int proc_locks(const char *token, struct lk *out, int max)
 	struct lk l;
 	int n = 0;
 
-	if (zdtm_read_file("/proc/locks", buf, sizeof(buf)) < 0)
+	if (zdtm_read_settled("/proc/locks", buf, sizeof(buf)) < 0)
 		return -1;
 	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
 		if (parse_lock(line, &l) && !strcmp(l.token, token) && n < max)
