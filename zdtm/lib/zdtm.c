@@ -412,28 +412,6 @@ ssize_t zdtm_read_file(const char *path, char *buf, size_t len)
 	return n;
 }
 
-ssize_t zdtm_read_settled(const char *path, char *buf, size_t len)
-{
-	/* A seq_file listing is made one page per read(), each from a position in the kernel's
-	 * list: an entry of another task removed meanwhile shifts ours past the cursor. */
-	char *again = malloc(len);
-	ssize_t n, m = -1;
-
-	if (!again)
-		return -1;
-	n = zdtm_read_file(path, buf, len);
-	for (int i = 0; i < 50 && n >= 0; i++) {
-		m = zdtm_read_file(path, again, len);
-		if (m == n && !memcmp(buf, again, (size_t)n))
-			break;
-		n = m;
-		if (n >= 0)
-			memcpy(buf, again, (size_t)n + 1);
-	}
-	free(again);
-	return n;
-}
-
 int zdtm_proc_status(pid_t pid, const char *name, char *out, size_t outlen)
 {
 	char path[64], buf[8192], *line;

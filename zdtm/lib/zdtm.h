@@ -121,9 +121,6 @@ ssize_t zdtm_write_all(int fd, const void *buf, size_t len);
 int zdtm_proc_status(pid_t pid, const char *name, char *out, size_t outlen);
 /* Read a whole small file into buf (NUL-terminated); bytes read or -1. */
 ssize_t zdtm_read_file(const char *path, char *buf, size_t len);
-/* The same for a listing other tasks change while it is read (/proc/locks): read again until
- * two reads agree, so no entry is missing from a listing torn across read() calls. */
-ssize_t zdtm_read_settled(const char *path, char *buf, size_t len);
 pid_t zdtm_gettid(void);
 
 #endif
