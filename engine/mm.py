@@ -81,7 +81,7 @@ def dump(t: Tracee, out: Path, owner: int = 0) -> tuple[Mm, list[PageRun]]:
             arg_end=field(49), env_start=field(50), env_end=field(51),
             brk=t.call("brk(0)", lib.SYS_brk, 0), auxv=auxv, exe=os.readlink(f"/proc/{pid}/exe"),
             memfds=memfds)
-    runs = pagedump.store(pid, [v for v in vmas if _stored(v)], images.pages_path(out, owner))
+    runs = pagedump.store(pid, [v for v in vmas if _stored(v)], images.pages_path(out, owner), t)
     return mm, runs
 
 

@@ -1,18 +1,25 @@
-"""Storing a task's pages at dump: which pages (PAGEMAP_SCAN), read how (process_vm_readv or
-/proc/PID/mem into a few reused buffers), written in order by a writer thread once a task has
-more than a few MiB, so that reading one chunk overlaps writing the one before (each alone
-costs about as much as the other here: two copies, one of them into fresh page cache)."""
+"""Storing a task's pages at dump: which pages (PAGEMAP_SCAN), and moved how. Large runs of
+readable pages go without a copy of ours: the task itself vmsplices them into a pipe (a remote
+call) and we splice them into the pages file, one copy in all, into the page cache. The rest is
+read (process_vm_readv or /proc/PID/mem into a few reused buffers) and written in order, by a
+writer thread once a task has more than a few MiB and no splicing, so that reading one chunk
+overlaps writing the one before."""
 from __future__ import annotations
 
+import fcntl
 import os
 import queue
+import select
+import struct
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterator
 
 from engine import images
 from engine.errors import CkptError
 from engine.images.mm_pb2 import PageRun, Vma
+from engine.ptrace import Tracee
 from native import ffi, lib
 
 PAGE = images.PAGE_SIZE
@@ -20,6 +27,8 @@ SCAN_PAGES = 4096  # regions per PAGEMAP_SCAN call
 CHUNK = 4 << 20  # bytes per read and per write
 BUFFERS = 3  # read buffers once threaded: one being read into, one being written, one spare
 THREADED = 8 << 20  # bytes written in line before the writer thread starts: small tasks need none
+SPLICED = 256 << 10  # runs from this size are spliced (below it the pipe's setup costs more than a copy)
+PIPE = 1 << 20  # bytes a pipe holds: fs.pipe-max-size, which only CAP_SYS_RESOURCE may pass
 # Buffers the kernel fills: not cleared first (a cleared 8 MiB read buffer per task, and a
 # cleared scan vector per area, were a third of a small task's dump).
 _UNCLEARED = ffi.new_allocator(should_clear_after_alloc=False)
@@ -51,7 +60,8 @@ def _regions(pagemap: int, start: int, end: int) -> Iterator[tuple[int, int, int
 class _Sink:
     """The pages file (0600), created at its first write (a task with no stored pages has none).
     Chunks reach the file in the order they are put; past THREADED bytes a writer thread writes
-    them while the caller reads the next."""
+    them while the caller reads the next, unless pages are spliced (_Splicer): its drain thread
+    writes to the same fd, and everything else is then written in line, after a flush."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -62,6 +72,7 @@ class _Sink:
         self.todo: queue.SimpleQueue[tuple[Any, int] | None] | None = None
         self.writer: threading.Thread | None = None
         self.error: Exception | None = None
+        self.never_threaded = False  # set once pages are spliced: they go in line
 
     def buffer(self) -> Any:
         """A read buffer of CHUNK bytes, free to fill (once threaded, maybe after a wait)."""
@@ -79,8 +90,22 @@ class _Sink:
             self.todo.put((data, n))
             return
         self._write(data, n)
-        if self.done >= THREADED:
+        if self.done >= THREADED and not self.never_threaded:
             self._thread()
+
+    def in_line(self) -> None:
+        """From now on write in line: stop the writer thread, if any, once it wrote what it has."""
+        self.never_threaded = True
+        if self.writer is not None and self.todo is not None:
+            self.todo.put(None)
+            self.writer.join()
+            self.writer, self.free, self.todo = None, None, None
+        self._check()
+
+    def open(self) -> None:
+        """Create the file now (spliced pages are written to its fd by another thread)."""
+        if self.fd < 0:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
 
     def _thread(self) -> None:
         self.free, self.todo = queue.SimpleQueue(), queue.SimpleQueue()
@@ -103,8 +128,7 @@ class _Sink:
                 self.free.put(data)
 
     def _write(self, data: Any, n: int) -> None:
-        if self.fd < 0:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self.open()
         view = memoryview(data if isinstance(data, bytes) else ffi.buffer(data, n))
         while view:
             view = view[os.write(self.fd, view):]
@@ -125,6 +149,147 @@ class _Sink:
             raise CkptError(f"writing {self.path}: {getattr(self.error, 'strerror', None) or self.error}")
 
 
+class _Splicer:
+    """Pages moved by the task's own vmsplice(2) into a pipe it made (a remote call), and by a
+    drain thread with splice(2) from our copy of the pipe's read end into the pages file: no
+    copy of ours. A call fills the pipe (PIPE bytes) once at most; the drain empties it while
+    the next call runs, so the round trips hide behind the copying. The pipe's fds live in the task only while its pages
+    are stored (the fd table was dumped before); the task's end is closed before ours, so the
+    task never writes to a pipe without a reader (that would queue it a SIGPIPE)."""
+
+    def __init__(self, t: Tracee, sink: _Sink) -> None:
+        self.t, self.sink = t, sink
+        self.stack = ExitStack()
+        self.w = self.r = -1  # the task's write end; our read end
+        self.iov = 0  # where in the task the iovec of a call goes
+        self.broken = False  # setting up failed once: copy from then on
+        self.wake = -1  # an eventfd: the drain polls it with the pipe
+        self.cond = threading.Condition()
+        self.pushed = self.moved = 0  # bytes the task put in the pipe; bytes the drain took out
+        self.closing = False
+        self.error: OSError | None = None
+        self.drain: threading.Thread | None = None
+
+    def move(self, addr: int, n: int) -> int:
+        """Move [addr, addr + n) to the sink; the bytes moved, a prefix (0 when the task
+        cannot make a pipe or vmsplice refuses: the caller copies the rest, after flush())."""
+        if self.r < 0 and not self._start():
+            return 0
+        done = 0
+        while done < n:  # a call fills the pipe at most once; the drain empties it meanwhile
+            self.t.write(self.iov, struct.pack("QQ", addr + done, n - done))
+            got = self.t.syscall(lib.SYS_vmsplice, self.w, self.iov, 1, 0)
+            if got <= 0:
+                break
+            with self.cond:
+                self.pushed += got
+                self.sink.done += got
+            done += got
+        return done
+
+    def flush(self) -> None:
+        """Wait until the drain wrote everything the task put in the pipe; its error, raised."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.moved >= self.pushed or self.drain is None)
+        if self.error is not None:
+            raise CkptError(f"writing {self.sink.path}: {self.error.strerror}")
+
+    def _start(self) -> bool:
+        if self.broken:
+            return False
+        self.broken = True
+        scratch = self.stack.enter_context(self.t.scratch())
+        if self.t.syscall(lib.SYS_pipe2, scratch, os.O_CLOEXEC) < 0:
+            return False  # out of fds, say: nothing of the task's changed
+        r, self.w = struct.unpack("ii", self.t.read(scratch, 8))
+        self.iov = scratch + 8
+        try:
+            pidfd = os.pidfd_open(self.t.pid, os.O_EXCL)  # PIDFD_THREAD: t may not lead its group
+            try:
+                self.r = _take_fd(pidfd, r)
+            finally:
+                os.close(pidfd)
+        finally:
+            self.t.syscall(lib.SYS_close, r)
+        if self.r < 0:
+            return False
+        try:
+            fcntl.fcntl(self.r, fcntl.F_SETPIPE_SZ, PIPE)
+        except OSError:
+            pass  # a smaller pipe only means more trips through it
+        self.sink.in_line()
+        self.sink.open()
+        self.wake = os.eventfd(0, os.EFD_CLOEXEC)
+        self.drain = threading.Thread(target=self._drain, name="ckpt-splice", daemon=True)
+        self.drain.start()
+        self.broken = False
+        return True
+
+    def _drain(self) -> None:
+        """The drain thread: splice what the pipe holds into the file until told to stop with
+        nothing left; after a write error, into /dev/null, so that the task's call still ends."""
+        poller = select.poll()
+        poller.register(self.r, select.POLLIN)
+        poller.register(self.wake, select.POLLIN)
+        out = self.sink.fd
+        try:
+            while True:
+                with self.cond:
+                    if self.closing and self.moved >= self.pushed:
+                        return
+                for fd, _ in poller.poll():
+                    if fd == self.wake:
+                        os.eventfd_read(self.wake)
+                        continue
+                    try:
+                        k = os.splice(self.r, out, PIPE, flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK)
+                    except BlockingIOError:
+                        continue
+                    except OSError as e:
+                        self.error = self.error or e
+                        out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+                        continue
+                    if k == 0:  # no writer left: the task is gone
+                        self.closing = True
+                        with self.cond:
+                            self.pushed = self.moved
+                        poller.unregister(self.r)
+                        continue
+                    with self.cond:
+                        self.moved += k
+                        self.cond.notify_all()
+        finally:
+            if out != self.sink.fd:
+                os.close(out)
+            with self.cond:
+                self.drain = None
+                self.cond.notify_all()
+
+    def close(self) -> None:
+        """Close the task's end, let the drain finish and stop, close ours."""
+        try:
+            if self.w >= 0:
+                self.t.syscall(lib.SYS_close, self.w)
+                self.w = -1
+        finally:
+            drain = self.drain
+            if drain is not None:
+                with self.cond:
+                    self.closing = True
+                os.eventfd_write(self.wake, 1)
+                drain.join()
+            for fd in (self.r, self.wake):
+                if fd >= 0:
+                    os.close(fd)
+            self.r = self.wake = -1
+            self.stack.close()
+
+
+def _take_fd(pidfd: int, fd: int) -> int:
+    """Our copy of fd `fd` of the task behind pidfd (pidfd_getfd), or -1."""
+    return int(lib.syscall(lib.SYS_pidfd_getfd, ffi.cast("long", pidfd), ffi.cast("long", fd), ffi.cast("long", 0)))
+
+
 class _Reader:
     """Reads a task's memory: process_vm_readv where the area is readable and every page is
     mapped by this task alone (about four times the rate of /proc/PID/mem here, which copies
@@ -133,33 +298,65 @@ class _Reader:
     copy-on-write makes the kernel unshare it first: a dump that leaves the task running would
     have broken its sharing with its parent or children."""
 
-    def __init__(self, pid: int, mem: int, pagemap: int) -> None:
+    def __init__(self, pid: int, mem: int, pagemap: int, splicer: _Splicer | None) -> None:
         self.pid, self.mem, self.pagemap = pid, mem, pagemap
+        self.splicer = splicer
         self.local = ffi.new("struct iovec *")
         self.remote = ffi.new("struct iovec *")
 
     def read(self, vma: Vma, addr: int, n: int, sink: _Sink) -> None:
-        """Write n bytes (n <= CHUNK) at addr of the area to the sink."""
-        if vma.perms[0] == "r" and self._exclusive(addr, n):
-            buf = sink.buffer()
-            self.local.iov_base = buf
-            self.local.iov_len = self.remote.iov_len = n
-            self.remote.iov_base = ffi.cast("void *", addr)
-            if lib.process_vm_readv(self.pid, self.local, 1, self.remote, 1, 0) == n:
-                sink.put(buf, n)
-                return
-            if sink.free is not None:
-                sink.free.put(buf)  # not used after all
-        data = os.pread(self.mem, n, addr)  # unreadable, shared, or a short copy: the slow way
+        """Write n bytes (n <= CHUNK) at addr of the area to the sink, run by run of pages
+        mapped by this task alone or not."""
+        if vma.perms[0] != "r":
+            self._slow(addr, n, sink)
+            return
+        for start, size, alone in self._runs(addr, n):
+            if not alone:
+                self._slow(start, size, sink)
+                continue
+            if self.splicer is not None and size >= SPLICED:
+                done = self.splicer.move(start, size)
+                start, size = start + done, size - done
+                if not size:
+                    continue
+            self._fast(start, size, sink)
+
+    def _fast(self, addr: int, n: int, sink: _Sink) -> None:
+        if self.splicer is not None:
+            self.splicer.flush()  # what the pipe holds goes first
+        buf = sink.buffer()
+        self.local.iov_base = buf
+        self.local.iov_len = self.remote.iov_len = n
+        self.remote.iov_base = ffi.cast("void *", addr)
+        if lib.process_vm_readv(self.pid, self.local, 1, self.remote, 1, 0) == n:
+            sink.put(buf, n)
+            return
+        if sink.free is not None:
+            sink.free.put(buf)  # not used after all
+        self._slow(addr, n, sink)  # a short copy
+
+    def _slow(self, addr: int, n: int, sink: _Sink) -> None:
+        """Through /proc/PID/mem: unreadable pages, shared ones, or a short copy."""
+        if self.splicer is not None:
+            self.splicer.flush()
+        data = os.pread(self.mem, n, addr)
         if len(data) != n:
             raise CkptError(f"short read of {n} bytes at {addr:#x} from /proc/PID/mem")
         sink.put(data, n)
 
-    def _exclusive(self, addr: int, n: int) -> bool:
-        """Whether every page of [addr, addr + n) is mapped by this task alone (pagemap bit 56)."""
+    def _runs(self, addr: int, n: int) -> Iterator[tuple[int, int, bool]]:
+        """(start, size, mapped by this task alone) of the runs of [addr, addr + n), by pagemap
+        bit 56."""
         raw = os.pread(self.pagemap, n // PAGE * 8, addr // PAGE * 8)
-        # Bit 56 of each little-endian entry is bit 0 of its byte 7: test them all in C.
-        return b"\0" not in raw[7::8].translate(_BIT0)
+        # Bit 56 of each little-endian entry is bit 0 of its byte 7: one byte 0 or 1 per page.
+        alone = raw[7::8].translate(_BIT0)
+        i, pages = 0, len(alone)
+        while i < pages:
+            bit = alone[i]
+            j = alone.find(b"\0" if bit else b"\1", i)
+            j = pages if j < 0 else j
+            yield addr + i * PAGE, (j - i) * PAGE, bool(bit)
+            i = j
 
 
 def _area(vma: Vma, pagemap: int, reader: _Reader, sink: _Sink) -> list[PageRun]:
@@ -179,18 +376,25 @@ def _area(vma: Vma, pagemap: int, reader: _Reader, sink: _Sink) -> list[PageRun]
     return runs
 
 
-def store(pid: int, vmas: list[Vma], path: Path) -> list[PageRun]:
-    """Write the stored pages of these areas of the task into path; their runs in file order."""
+def store(pid: int, vmas: list[Vma], path: Path, t: Tracee | None = None) -> list[PageRun]:
+    """Write the stored pages of these areas of the task into path; their runs in file order.
+    With t, a stopped thread of a task sharing this memory, large runs are spliced."""
     runs: list[PageRun] = []
     pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
     mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
     sink = _Sink(path)
+    splicer = None if t is None else _Splicer(t, sink)
     try:
-        reader = _Reader(pid, mem, pagemap)
+        reader = _Reader(pid, mem, pagemap, splicer)
         for vma in vmas:
             runs += _area(vma, pagemap, reader, sink)
     finally:
-        sink.close()
-        os.close(pagemap)
-        os.close(mem)
+        try:
+            if splicer is not None:
+                splicer.close()
+                splicer.flush()
+        finally:
+            sink.close()
+            os.close(pagemap)
+            os.close(mem)
     return runs

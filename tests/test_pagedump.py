@@ -1,6 +1,8 @@
 """The pages file at dump: chunks land in the order they were put, whether written in line or
-by the writer thread, and a write that fails (a full file system) fails the dump with one clear
-error while the task runs on with its memory as it was."""
+by the writer thread; pages spliced by the task (vmsplice) make the same file as pages copied,
+also interleaved with pages that must be copied, and leave the task's fds, areas and signals
+as they were; a write that fails (a full file system) fails the dump with one clear error
+while the task runs on with its memory as it was, on either path."""
 from __future__ import annotations
 
 import os
@@ -62,10 +64,75 @@ def test_chunks_land_in_order_in_line_and_threaded(tmp_path: Path) -> None:
     assert (tmp_path / "pages").stat().st_mode & 0o777 == 0o600
 
 
-def test_full_file_system_fails_the_dump_and_leaves_the_task_running(tmp_path: Path) -> None:
+# A parent with 24 MiB of random bytes forks a child (every page shared copy-on-write), then
+# rewrites every other MiB: runs of its own pages (spliced) between runs of shared ones (read
+# through /proc/PID/mem), which must reach the file in address order.
+MIXED = r"""
+import os, sys, time
+data = bytearray(os.urandom(24 << 20))
+if os.fork() == 0:
+    time.sleep(1000)
+    os._exit(0)
+for i in range(0, len(data), 2 << 20):
+    data[i:i + (1 << 20)] = os.urandom(1 << 20)
+open(sys.argv[1], "w").write("ready")
+time.sleep(1000)
+"""
+
+
+def _state(pid: int) -> tuple[list[str], str, list[str]]:
+    """What a dump left running must not change: fds (with targets), areas, pending signals."""
+    fds = sorted(f"{fd} {os.readlink(f'/proc/{pid}/fd/{fd}')}" for fd in os.listdir(f"/proc/{pid}/fd"))
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    pending = [line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if "Pnd:" in line]
+    return fds, maps, pending
+
+
+def test_spliced_pages_make_the_same_file_as_copied_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ready = tmp_path / "ready"
+    p = subprocess.Popen([sys.executable, "-c", MIXED, str(ready)], stdin=subprocess.DEVNULL)
+    child: list[int] = []
+    try:
+        _wait_for(ready)
+        child = [int(c) for c in Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()]
+        before = _state(p.pid)
+        moved: list[int] = []
+        real_move = pagedump._Splicer.move
+
+        def move(self: pagedump._Splicer, addr: int, n: int) -> int:
+            got = real_move(self, addr, n)
+            moved.append(got)
+            return got
+
+        monkeypatch.setattr(pagedump._Splicer, "move", move)
+        engine.dump([p.pid], tmp_path / "spliced", leave_running=True)
+        assert sum(moved) >= 12 << 20, "the parent's own pages were not spliced"
+        assert _state(p.pid) == before
+        monkeypatch.setattr(pagedump, "SPLICED", 1 << 62)  # nothing spliced: every page copied
+        moved.clear()
+        engine.dump([p.pid], tmp_path / "copied", leave_running=True)
+        assert not moved
+        assert _state(p.pid) == before
+        spliced = sorted(f.name for f in (tmp_path / "spliced").iterdir())
+        assert spliced == sorted(f.name for f in (tmp_path / "copied").iterdir())
+        pages = [name for name in spliced if name.startswith(("pages", "pagemap"))]
+        assert len(pages) >= 3, spliced  # the page maps, and a pages file for each task
+        for name in pages:  # (the other images hold times, which moved on)
+            assert (tmp_path / "spliced" / name).read_bytes() == (tmp_path / "copied" / name).read_bytes(), name
+    finally:
+        kill_all([p.pid, *child])
+        p.wait()
+
+
+@pytest.mark.parametrize("splice", [True, False], ids=["spliced", "copied"])
+def test_full_file_system_fails_the_dump_and_leaves_the_task_running(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, splice: bool) -> None:
+    if not splice:
+        monkeypatch.setattr(pagedump, "SPLICED", 1 << 62)
     images = tmp_path / "img"
     images.mkdir()
-    # Room for the in-line part and a little more: the writer thread meets the full disk.
+    # Room for the in-line part and a little more: the writer thread (or the drain of the
+    # spliced pages) meets the full disk.
     size = pagedump.THREADED + 4 * pagedump.CHUNK
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(images)], check=True)
     ready = tmp_path / "ready"
