@@ -9,11 +9,12 @@ whether an itimer is armed. The registers are checked against /proc/PID/syscall.
 from __future__ import annotations
 
 import functools
+import os
 import struct
 from dataclasses import dataclass
 from typing import Any
 
-from engine import btf, proc
+from engine import bpf, btf, proc
 from engine.bpf import Read, read_task
 from engine.errors import CkptError
 from native import ffi, lib
@@ -21,6 +22,10 @@ from native import ffi, lib
 NSIG = 64
 PT_REGS = 21  # u64 words of struct pt_regs, in struct user_regs_struct's order (r15 ... ss)
 SIGACTION = struct.Struct("<QQQQ")  # handler, flags, restorer, mask (struct k_sigaction, x86-64)
+# The sa_flags rt_sigaction reports (UAPI_SA_FLAGS, kernel/signal.c: do_sigaction): the kernel
+# keeps its own bits there too (SA_IMMUTABLE). SIGINFO NOCLDSTOP NOCLDWAIT ONSTACK RESTART
+# NODEFER RESETHAND EXPOSE_TAGBITS RESTORER.
+UAPI_SA_FLAGS = 0x4 | 0x1 | 0x2 | 0x08000000 | 0x10000000 | 0x40000000 | 0x80000000 | 0x800 | 0x04000000
 HRTIMER_STATE_ENQUEUED = 1  # include/linux/hrtimer.h
 SS_DISABLE, SS_ONSTACK, SS_AUTODISARM = 2, 1, 1 << 31
 # The legacy (FXSAVE) area and the XSAVE header (Intel SDM vol. 1, 13.4): byte ranges.
@@ -57,6 +62,7 @@ class _Layout:
     fpstate: tuple[int, ...]  # path to the task's struct fpstate (pointer followed)
     fpstate_regs: int
     task: dict[str, int]  # rseq, rseq_len, rseq_sig, sas_ss_sp, sas_ss_size, sas_ss_flags, pdeath_signal, ...
+    pid: int  # task_struct.pid
     securebits: tuple[int, int]
     actions: tuple[int, int]
     subreaper: tuple[int, int, int]  # path and bit
@@ -88,7 +94,7 @@ def _layout() -> _Layout:
     sub = f("signal_struct", "is_child_subreaper")
     state = "state" if b.has("hrtimer", "state") else "is_queued"
     return _Layout(thread, b.size(b.named(btf.STRUCT, "thread_struct")), fields, path,
-                   f("fpstate", "regs").offset, task,
+                   f("fpstate", "regs").offset, task, f("task_struct", "pid").offset,
                    (f("task_struct", "cred").offset, f("cred", "securebits").offset),
                    (f("task_struct", "sighand").offset, f("sighand_struct", "action").offset),
                    (signal, sub.offset, sub.bit),
@@ -176,24 +182,53 @@ def read(pid: int, like: bytes) -> Asleep:
     regs.fs_base, regs.gs_base = tf["fsbase"], tf["gsbase"]
     regs.ds, regs.es, regs.fs, regs.gs = tf["ds"], tf["es"], tf["fsindex"], tf["gsindex"]
     _check(pid, regs)
-    sp = regs.rsp
-    size_ss = int.from_bytes(ss_size, "little")
-    base_ss = int.from_bytes(ss_sp, "little")
-    own = int.from_bytes(ss_flags, "little")
-    # What sigaltstack(NULL, &old) reports (kernel/signal.c: do_sigaltstack, sas_ss_flags(),
-    # on_sig_stack()), as a signed int like the ss_flags of a stack_t.
-    on = not own & SS_AUTODISARM and base_ss < sp <= base_ss + size_ss
-    flags = (SS_DISABLE if not size_ss else SS_ONSTACK if on else 0) | own
-    flags -= (1 << 32) if flags & (1 << 31) else 0
+    base_ss, size_ss = int.from_bytes(ss_sp, "little"), int.from_bytes(ss_size, "little")
+    flags = reported_altstack(base_ss, size_ss, int.from_bytes(ss_flags, "little"), regs.rsp)
     armed = int.from_bytes(timer_state, "little") & HRTIMER_STATE_ENQUEUED
     prof, _, virt, _ = struct.unpack("<4Q", itimers)  # it[CPUCLOCK_PROF], it[CPUCLOCK_VIRT]
     return Asleep(regs=regs, xstate=uabi_xstate(area, user_mask, like, tf.get("pkru", 0)),
                   rseq=(int.from_bytes(rseq, "little"), int.from_bytes(rseq_len, "little"),
                         int.from_bytes(rseq_sig, "little")),
-                  actions=list(SIGACTION.iter_unpack(actions)), altstack=(base_ss, flags, size_ss),
+                  actions=[(h, f & UAPI_SA_FLAGS, r, m) for h, f, r, m in SIGACTION.iter_unpack(actions)],
+                  altstack=(base_ss, flags, size_ss),
                   pdeathsig=int.from_bytes(pdeath, "little", signed=True), clear_tid=int.from_bytes(clear_tid, "little"),
                   securebits=int.from_bytes(secure, "little"), subreaper=bool(sub[0] >> lay.subreaper[2] & 1),
                   itimer="real" if armed else "virt" if virt else "prof" if prof else "")
+
+
+def reported_altstack(base: int, size: int, own: int, sp: int) -> int:
+    """The flags sigaltstack(NULL, &old) reports for a thread whose stack pointer is sp, from
+    what the kernel keeps (kernel/signal.c: do_sigaltstack, sas_ss_flags(), on_sig_stack()),
+    as a signed int like the ss_flags of a stack_t."""
+    on = not own & SS_AUTODISARM and base < sp <= base + size
+    flags = (SS_DISABLE if not size else SS_ONSTACK if on else 0) | own
+    return flags - (1 << 32) if flags & (1 << 31) else flags
+
+
+@dataclass(frozen=True, slots=True)
+class Sighand:
+    """A process's sigactions and its main thread's own alternate stack, as the kernel keeps them."""
+
+    actions: list[tuple[int, int, int, int]]  # for signals 1..64: handler, flags, restorer, mask
+    altstack: tuple[int, int, int]  # the main thread's sas_ss_sp, sas_ss_size, sas_ss_flags
+
+
+def sighands() -> dict[int, Sighand] | None:
+    """Every process's Sighand by pid, read in one pass of a BPF task iterator (which visits
+    the processes, not each thread); None in a pid namespace other than the initial one (the
+    kernel's pid field is the global pid)."""
+    if len(proc.levels(proc.status(os.getpid()), "NSpid", 0)) != 1:
+        return None
+    lay = _layout()
+    t = lay.task
+    out: dict[int, Sighand] = {}
+    for pid, actions, sp, size, flags in bpf.read_all([
+            Read((lay.pid,), 4), Read(lay.actions, NSIG * SIGACTION.size), Read((t["sas_ss_sp"],), 8),
+            Read((t["sas_ss_size"],), 8), Read((t["sas_ss_flags"],), 4)]):
+        out[int.from_bytes(pid, "little")] = Sighand(
+            actions=[(h, f & UAPI_SA_FLAGS, r, m) for h, f, r, m in SIGACTION.iter_unpack(actions)],
+            altstack=(int.from_bytes(sp, "little"), int.from_bytes(size, "little"), int.from_bytes(flags, "little")))
+    return out
 
 
 def _check(pid: int, regs: Any) -> None:

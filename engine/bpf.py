@@ -78,11 +78,13 @@ class _Program:
         self.to_end.append(len(self.insns))
         self.add(_insn(lib.BPF_JMP | jump | lib.BPF_K, reg, imm=value))
 
-    def probe(self, dst_off: int, size: int, src: int) -> None:
-        """bpf_probe_read_kernel(fp + dst_off, size, src); the end on failure."""
+    def probe(self, dst_off: int, size: int, src: int, bail: bool = True) -> None:
+        """bpf_probe_read_kernel(fp + dst_off, size, src); the end on failure, or without
+        bail, zeros (the helper clears what it could not read) and on."""
         self.add(_mov(R3, src), _mov(R1, FP), _addi(R1, dst_off), _movi(R2, size),
                  _call(lib.BPF_FUNC_probe_read_kernel))
-        self.bail_if(R0, lib.BPF_JNE, 0)
+        if bail:
+            self.bail_if(R0, lib.BPF_JNE, 0)
 
     def code(self) -> bytes:
         end = len(self.insns)
@@ -93,8 +95,9 @@ class _Program:
         return b"".join(self.insns)
 
 
-def assemble(reads: Sequence[Read]) -> bytes:
-    """The iterator program doing these reads, in order, into its output."""
+def assemble(reads: Sequence[Read], bail: bool = True) -> bytes:
+    """The iterator program doing these reads, in order, into its output: all of them, or
+    without bail, a fixed-size record per task whatever fails (zeros where a read did)."""
     p = _Program()
     # r6: the iterator's meta (its seq_file), r7: the task, NULL on the last call.
     p.add(_ldx(R6, R1, 0), _ldx(R7, R1, 8))
@@ -105,12 +108,12 @@ def assemble(reads: Sequence[Read]) -> bytes:
         p.add(_mov(R8, R9 if r.regs else R7))
         for off in r.path[:-1]:
             p.add(_addi(R8, off))
-            p.probe(SLOT, 8, R8)
+            p.probe(SLOT, 8, R8, bail)
             p.add(_ldx(R8, FP, SLOT))  # a plain number now: the pointer found
         p.add(_addi(R8, r.path[-1]))
         for done in range(0, r.size, CHUNK):
             n = min(CHUNK, r.size - done)
-            p.probe(BUF, n, R8)
+            p.probe(BUF, n, R8, bail)
             p.add(_addi(R8, n), _ldx(R1, R6, 0), _mov(R2, FP), _addi(R2, BUF), _movi(R3, n),
                   _call(lib.BPF_FUNC_seq_write))
     return p.code()
@@ -134,6 +137,35 @@ def _load(code: bytes) -> int:
         raise CkptError(f"the kernel refused our BPF program: {os.strerror(err)}"
                         + (f" ({words[-1]})" if words else ""))
     return int(fd)
+
+
+def read_all(reads: Sequence[Read]) -> list[list[bytes]]:
+    """Each read's bytes, for every thread of the system (of our pid namespace), in one pass."""
+    prog = _load(assemble(reads, bail=False))
+    try:
+        it = lib.ckpt_bpf_task_iter(prog, 0)
+        if it < 0:
+            raise CkptError(f"a BPF task iterator over every task: {os.strerror(ffi.errno)}")
+        try:
+            parts = []
+            while chunk := os.read(it, 1 << 20):
+                parts.append(chunk)
+        finally:
+            os.close(it)
+    finally:
+        os.close(prog)
+    out = b"".join(parts)
+    size = sum(r.size for r in reads)
+    if len(out) % size:
+        raise CkptError(f"a BPF task iterator gave {len(out)} bytes, not records of {size}")
+    records = []
+    for at in range(0, len(out), size):
+        fields, off = [], at
+        for r in reads:
+            fields.append(out[off:off + r.size])
+            off += r.size
+        records.append(fields)
+    return records
 
 
 def read_task(tid: int, reads: Sequence[Read]) -> list[bytes]:

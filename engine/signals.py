@@ -7,6 +7,7 @@ import signal
 import struct
 from typing import Sequence
 
+from engine.asleep import Sighand, reported_altstack
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core, PendingSignal, SigAction, SigAltStack
 from engine.mm import Layout
@@ -32,9 +33,16 @@ def _call(t: Tracee, what: str, nr: int, *args: int) -> None:
 SIGNALS = [s for s in range(1, NSIG + 1) if s not in (signal.SIGKILL, signal.SIGSTOP)]
 
 
-def dump(t: Tracee) -> tuple[list[SigAction], int, SigAltStack]:
+def dump(t: Tracee, kernel: Sighand | None = None) -> tuple[list[SigAction], int, SigAltStack]:
     """The task's sigactions (all but SIGKILL and SIGSTOP), blocked mask and sigaltstack:
-    one batch of remote calls writing side by side in the scratch page, one read."""
+    as the kernel keeps them, read for every process at once (engine.asleep.sighands), when
+    given and t is the main thread; else one batch of remote calls writing side by side in the
+    scratch page, one read."""
+    if kernel is not None and t.pid == t.tgid:
+        base, size, own = kernel.altstack
+        flags = reported_altstack(base, size, own, t.saved.rsp)
+        # The mask the task had: the tracer blocks everything while it works.
+        return actions(kernel.actions), t.mask, SigAltStack(sp=base, flags=flags, size=size)
     with t.scratch() as buf:
         calls: list[tuple[int, ...]] = [(SYS_RT_SIGACTION, sig, 0, buf + i * KSIGACTION.size, SIGSET)
                                         for i, sig in enumerate(SIGNALS)]

@@ -2,20 +2,25 @@
 that no ptrace stop reaches) gives what ptrace and the task's own syscalls give: checked on a
 task we can stop, with an alternate stack, handlers, pdeathsig, the subreaper flag, an armed
 itimer and vector registers (AVX-512 ones where the CPU has them: their place in the kernel's
-compacted xsave area differs from the one ptrace shows)."""
+compacted xsave area differs from the one ptrace shows). The sigactions of every process read
+at once (engine.asleep.sighands, which a dump of many tasks uses) are what rt_sigaction says,
+and a dump of a tree writes the same ones either way."""
 from __future__ import annotations
 
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from engine import asleep, signals, task, tree
+import engine
+from engine import asleep, dumper, signals, task, tree
+from engine.images import read as read_images
 from engine.ptrace import Tracee
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (ptrace, BPF)")
@@ -42,6 +47,11 @@ int main(void)
     sigaddset(&sa.sa_mask, SIGUSR2);
     sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Default, with flags that matter: SA_NOCLDWAIT on SIGCHLD. */
+    struct sigaction dfl = { .sa_handler = SIG_DFL, .sa_flags = SA_NOCLDWAIT | SA_NOCLDSTOP | SA_RESTART };
+    sigemptyset(&dfl.sa_mask);
+    sigaddset(&dfl.sa_mask, SIGINT);
+    sigaction(SIGCHLD, &dfl, NULL);
     prctl(PR_SET_PDEATHSIG, SIGHUP);
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     setitimer(ITIMER_REAL, &it, NULL);
@@ -104,3 +114,72 @@ def test_the_kernel_structures_say_what_ptrace_and_the_task_say(rich: int) -> No
         assert got.itimer == "real"
     finally:
         t.detach()
+
+
+def test_every_process_sigactions_at_once_are_what_rt_sigaction_says(rich: int) -> None:
+    kernel = asleep.sighands()
+    assert kernel is not None and rich in kernel and os.getpid() in kernel
+    t = Tracee(rich)
+    try:
+        by_calls = signals.dump(t)
+        by_kernel = signals.dump(t, kernel[rich])
+    finally:
+        t.detach()
+    assert by_kernel == by_calls
+    chld = by_calls[0][signal.SIGCHLD - 2]  # SIGKILL, the 9th, is not in the list
+    assert chld.sig == signal.SIGCHLD and chld.handler == 0 and chld.flags & 0x2  # SA_NOCLDWAIT
+    assert by_calls[2].size == 65536
+
+
+TREE = r"""
+import os, signal, sys, time
+signal.signal(signal.SIGUSR1, lambda *_: None)
+for i in range(9):
+    if os.fork() == 0:
+        signal.signal(signal.SIGUSR2 if i % 2 else signal.SIGHUP, signal.SIG_IGN)
+        time.sleep(1000)
+        os._exit(0)
+open(sys.argv[1], "w").write("ready")
+time.sleep(1000)
+"""
+
+
+def test_a_dump_of_many_tasks_reads_sigactions_at_once_and_writes_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ready = tmp_path / "ready"
+    p = subprocess.Popen([sys.executable, "-c", TREE, str(ready)])
+    kids: list[int] = []
+    try:
+        deadline = time.monotonic() + 10
+        while not ready.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        kids = [int(c) for c in Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()]
+        calls: list[int] = []
+        real = asleep.sighands
+
+        def counted() -> dict[int, asleep.Sighand] | None:
+            calls.append(1)
+            return real()
+
+        monkeypatch.setattr(asleep, "sighands", counted)
+        engine.dump([p.pid], tmp_path / "at-once", leave_running=True)
+        assert calls == [1]
+        monkeypatch.setattr(dumper, "SIGHANDS_FROM", 1 << 30)
+        engine.dump([p.pid], tmp_path / "by-calls", leave_running=True)
+        assert calls == [1]
+
+        def actions(d: Path) -> dict[int, list[tuple[int, int, int, int, int]]]:
+            return {c.pid: [(a.sig, a.handler, a.flags, a.restorer, a.mask) for a in c.sigactions]
+                    for c in read_images(d / "core.img", "core")[1]}
+
+        got = actions(tmp_path / "at-once")
+        assert len(got) == 10 and got == actions(tmp_path / "by-calls")
+        assert sum(a[1] == 1 for a in got[kids[1]]) > sum(a[1] == 1 for a in got[p.pid])  # SIG_IGN set
+    finally:
+        for pid in [p.pid, *kids]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        p.wait()
