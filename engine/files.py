@@ -6,6 +6,7 @@ removed while held: engine.removed; open file descriptions several tasks share a
 once: engine.sharedfds)."""
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 from dataclasses import dataclass
@@ -168,8 +169,11 @@ def _open_all(t: Tracee, lay: Layout, files: Files, temps: removed.Temporary, sr
 def _open_one(t: Tracee, lay: Layout, e: Fd, temps: removed.Temporary, src: Sources, hand: Handover) -> None:
     """One fd that is no dup, opened anew at its number, flags and offset."""
     if e.pipe:
-        _place(t, e, hand.give(src.pipes.end(e)))
-        t.call(f"fcntl({e.fd}, F_SETFL)", lib.SYS_fcntl, e.fd, 4, e.flags)  # F_SETFL: O_NONBLOCK...
+        ours = src.pipes.end(e)
+        # The status flags (O_NONBLOCK...) are the description's: set on our copy of it, they
+        # are the task's too, without a remote call.
+        fcntl.fcntl(ours, fcntl.F_SETFL, e.flags)
+        _place(t, e, hand.give(ours))
         return
     if e.memfd:
         _place(t, e, src.memfds.give(hand, (e.dev, e.ino), e.flags, e.pos))

@@ -110,9 +110,13 @@ def _move_vdso(t: Tracee, have: dict[str, tuple[int, int]], want: dict[str, tupl
     if lo == dlo:
         return
     size = max(e for _, e in have.values()) - lo
-    # Through a free spot first: the old and new places may overlap, which mremap refuses.
-    tmp = t.call("mmap (vDSO transit)", lib.SYS_mmap, 0, size, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
-    for base_from, base_to in ((lo, tmp), (tmp, dlo)):
+    moves = [(lo, dlo)]
+    if lo < dlo + size and dlo < lo + size:
+        # Through a free spot first: the old and new places overlap, which mremap refuses.
+        # (Else straight there: the stub's address space holds nothing but this block.)
+        tmp = t.call("mmap (vDSO transit)", lib.SYS_mmap, 0, size, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+        moves = [(lo, tmp), (tmp, dlo)]
+    for base_from, base_to in moves:
         for name in VDSO_BLOCK:
             if name not in have:
                 continue

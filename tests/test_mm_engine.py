@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine import images, uffd
+from engine import images, mm, uffd
+from native import lib
+from engine.ptrace import Tracee
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (ptrace, clone3 set_tid)")
 
@@ -112,3 +114,47 @@ def test_private_memory_comes_back_by_every_path(tmp_path: Path) -> None:
             os.waitpid(p.pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+
+
+def _block(pid: int) -> list[tuple[int, int, str]]:
+    """The task's vvar/vDSO areas: start, end, name."""
+    out = []
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        f = line.split()
+        if f[-1] in ("[vvar]", "[vvar_vclock]", "[vdso]"):
+            start, end = (int(x, 16) for x in f[0].split("-"))
+            out.append((start, end, f[-1]))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("overlap", [True, False], ids=["overlapping", "apart"])
+def test_the_vdso_block_moves_to_the_dumped_place(overlap: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stub's vvar/vDSO block moves to the dumped addresses: straight there, or, when the
+    two places overlap (mremap refuses that), through a free spot; the task's remote calls
+    then run on the moved vDSO. (On a seized `sleep`: what lies at the new place is lost.)"""
+    p = subprocess.Popen(["sleep", "100"])
+    transits: list[int] = []
+    real_call = Tracee.call
+
+    def call(self: Tracee, what: str, nr: int, *args: int) -> int:
+        got = real_call(self, what, nr, *args)
+        if what.startswith("mmap (vDSO transit)"):
+            transits.append(got)
+        return got
+
+    monkeypatch.setattr(Tracee, "call", call)
+    try:
+        have = mm._block([(s, e, n) for s, e, n in _block(p.pid)])
+        shift = max(e - s for s, e in have.values()) if overlap else 1 << 30
+        want = {n: (s + shift, e + shift) for n, (s, e) in have.items()}
+        t = Tracee(p.pid)
+        try:
+            mm._move_vdso(t, have, want)
+            assert _block(p.pid) == sorted((s, e, n) for n, (s, e) in want.items())
+            assert len(transits) == (1 if overlap else 0)
+            assert t.syscall(lib.SYS_getpid) == p.pid  # through the moved vDSO's syscall
+        finally:
+            t.kill()
+    finally:
+        p.kill()
+        p.wait()
