@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from engine import images
 from engine.errors import CkptError
 from engine.images.mm_pb2 import PageRun, Vma
-from engine.ptrace import Tracee
+from engine.ptrace import Tracee, home_cpus
 from native import ffi, lib
 
 PAGE = images.PAGE_SIZE
@@ -220,14 +220,23 @@ class _Splicer:
         self.sink.in_line()
         self.sink.open()
         self.wake = os.eventfd(0, os.EFD_CLOEXEC)
-        self.drain = threading.Thread(target=self._drain, name="ckpt-splice", daemon=True)
+        # Not on the CPU we (and so the task) are pinned to: the drain copies while the task
+        # fills the pipe, where on one CPU each would wait for the other.
+        home = home_cpus()
+        others = home - os.sched_getaffinity(0) if len(home) > 1 else set()
+        self.drain = threading.Thread(target=self._drain, args=(others,), name="ckpt-splice", daemon=True)
         self.drain.start()
         self.broken = False
         return True
 
-    def _drain(self) -> None:
+    def _drain(self, cpus: set[int]) -> None:
         """The drain thread: splice what the pipe holds into the file until told to stop with
         nothing left; after a write error, into /dev/null, so that the task's call still ends."""
+        if cpus:
+            try:
+                os.sched_setaffinity(0, cpus)
+            except OSError:
+                pass  # a cpuset that changed: the pinned CPU will do
         poller = select.poll()
         poller.register(self.r, select.POLLIN)
         poller.register(self.wake, select.POLLIN)
