@@ -412,6 +412,22 @@ ssize_t zdtm_read_file(const char *path, char *buf, size_t len)
 	return n;
 }
 
+int zdtm_settled(int (*probe)(void *arg, char *why, size_t len), void *arg, const char *what)
+{
+	char why[2048] = "";
+
+	for (int i = 0; i < 40; i++) {
+		int rc = probe(arg, why, sizeof(why));
+
+		if (rc < 0)
+			return zdtm_err("read %s", what);
+		if (!rc)
+			return 0;
+		usleep(20000);
+	}
+	return zdtm_fail("%s: %s", what, why);
+}
+
 int zdtm_proc_status(pid_t pid, const char *name, char *out, size_t outlen)
 {
 	char path[64], buf[8192], *line;

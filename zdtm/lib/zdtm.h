@@ -121,6 +121,13 @@ ssize_t zdtm_write_all(int fd, const void *buf, size_t len);
 int zdtm_proc_status(pid_t pid, const char *name, char *out, size_t outlen);
 /* Read a whole small file into buf (NUL-terminated); bytes read or -1. */
 ssize_t zdtm_read_file(const char *path, char *buf, size_t len);
+/* A check of a listing other tasks change while it is read (/proc/locks is made one page per
+ * read() from a position in the kernel's list: an entry of another task coming or going
+ * shifts ours out of a read, or into it twice). probe reads the listing once and returns 0
+ * when it shows what it should, 1 with why filled when not, -1 when it cannot be read. It is
+ * tried up to 40 times, 20 ms apart; 0 once it passes, else zdtm_fail (or zdtm_err) with
+ * what and the last why. */
+int zdtm_settled(int (*probe)(void *arg, char *why, size_t len), void *arg, const char *what);
 pid_t zdtm_gettid(void);
 
 #endif

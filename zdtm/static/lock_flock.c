@@ -128,49 +128,34 @@ static int try_fresh(const char *path, int op)
 	return rc ? 1 : 0;
 }
 
+struct listing {
+	const char *path, *token, *want_rw;	/* the file, its MAJ:MIN:INO, READ or WRITE */
+	int want_n, pid;			/* how many flocks, all this task's */
+};
+
 /* What is wrong in one read of /proc/locks on the file: 0 if nothing, -1 on a read error. */
-static int listing_problem(const char *path, const char *token, const char *want_rw,
-			   int want_n, int pid, char *why, size_t len)
+static int listing_problem(void *arg, char *why, size_t len)
 {
+	const struct listing *a = arg;
 	struct lk l[MAXLK];
-	int n = proc_locks(token, l, MAXLK);
+	int n = proc_locks(a->token, l, MAXLK);
 
 	if (n < 0)
 		return -1;
-	if (n != want_n) {
-		snprintf(why, len, "%d locks listed on %s (%s), expected %d", n, path, token, want_n);
+	if (n != a->want_n) {
+		snprintf(why, len, "%d locks listed on %s (%s), expected %d", n, a->path, a->token,
+			 a->want_n);
 		return 1;
 	}
 	for (int k = 0; k < n; k++)
-		if (strcmp(l[k].kind, "FLOCK") || strcmp(l[k].rw, want_rw) || l[k].pid != pid ||
+		if (strcmp(l[k].kind, "FLOCK") || strcmp(l[k].rw, a->want_rw) || l[k].pid != a->pid ||
 		    l[k].blocked) {
-			snprintf(why, len, "on %s: %s %s pid %d%s, expected FLOCK %s pid %d", path,
+			snprintf(why, len, "on %s: %s %s pid %d%s, expected FLOCK %s pid %d", a->path,
 				 l[k].kind, l[k].rw, l[k].pid, l[k].blocked ? " (blocked)" : "",
-				 want_rw, pid);
+				 a->want_rw, a->pid);
 			return 1;
 		}
 	return 0;
-}
-
-/* /proc/locks shows exactly the file's expected locks. The listing is global and made one
- * page per read() from a position in the kernel's list, so other tests' locks coming and
- * going can shift one of ours out of a read (or into it twice): a read that does not match
- * is taken again, and the check fails only when none of 40 does. */
-static int check_listing(const char *path, const char *token, const char *want_rw, int want_n,
-			 int pid)
-{
-	char why[2048] = "";
-
-	for (int i = 0; i < 40; i++) {
-		int rc = listing_problem(path, token, want_rw, want_n, pid, why, sizeof(why));
-
-		if (rc < 0)
-			return zdtm_err("read /proc/locks");
-		if (!rc)
-			return 0;
-		usleep(20000);
-	}
-	return zdtm_fail("/proc/locks %s", why);
 }
 
 static int check_one(int i, int pid)
@@ -202,7 +187,9 @@ static int check_one(int i, int pid)
 			return zdtm_fail("fd %d (%s) holds %s %s pid %d, expected FLOCK %s pid %d",
 					 fds[i], path, l[0].kind, l[0].rw, l[0].pid, want_rw, pid);
 		snprintf(token, sizeof(token), "%s", l[0].token);
-		if (check_listing(path, token, want_rw, want_n, pid))
+		struct listing a = { path, token, want_rw, want_n, pid };
+
+		if (zdtm_settled(listing_problem, &a, "/proc/locks"))
 			return -1;
 	}
 

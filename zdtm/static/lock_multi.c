@@ -187,8 +187,16 @@ static int setup(void)
 
 /* What is wrong in one read of /proc/locks on the file, against the root's flock and the
  * flocks and ranges of children k >= first, nothing else: 0 if nothing, -1 on a read error. */
-static int listing_problem(const char *token, int first, char *why, size_t len)
+struct listing {
+	const char *token;	/* the file's MAJ:MIN:INO */
+	int first;		/* children k >= first still hold their locks */
+};
+
+static int listing_problem(void *arg, char *why, size_t len)
 {
+	const struct listing *a = arg;
+	const char *token = a->token;
+	int first = a->first;
 	struct lk l[MAXLK];
 	int n = proc_locks(token, l, MAXLK), want = 1;
 
@@ -225,24 +233,13 @@ static int listing_problem(const char *token, int first, char *why, size_t len)
 	return 0;
 }
 
-/* /proc/locks shows exactly the expected locks of the file. The listing is global and is
- * made one page per read() from a position in the kernel's list, so other tests' locks
- * coming and going can shift one of ours out of a read (or into it twice): a read that
- * does not match is taken again, and the check fails only when none of 40 does. */
+/* /proc/locks shows exactly the expected locks of the file (a global listing: see
+ * zdtm_settled). */
 static int check_listing(const char *token, int first)
 {
-	char why[160] = "";
+	struct listing a = { token, first };
 
-	for (int i = 0; i < 40; i++) {
-		int rc = listing_problem(token, first, why, sizeof(why));
-
-		if (rc < 0)
-			return zdtm_err("read /proc/locks");
-		if (!rc)
-			return 0;
-		usleep(20000);
-	}
-	return zdtm_fail("/proc/locks: %s", why);
+	return zdtm_settled(listing_problem, &a, "/proc/locks");
 }
 
 /* Probe the children's ranges from the root (another POSIX owner). */
