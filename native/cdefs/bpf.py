@@ -57,6 +57,32 @@ static int ckpt_bpf_task_iter(int prog, int tid)
     return iter;
 }
 
+/* Walk the type section of a BTF blob (Documentation/bpf/btf.rst: each struct btf_type,
+ * 12 bytes, is followed by bytes that depend on its kind and vlen): for type id i + 1, the
+ * offset of its record in `types` into at[i] and its name offset into names[i]. The number
+ * of types, or -1 when there are more than max or a record runs past the end. */
+static long ckpt_btf_walk(const unsigned char *types, size_t len, unsigned int *at, unsigned int *names,
+                          size_t max)
+{
+    /* Bytes after the record: fixed, and per item of vlen, by kind (BTF_KIND_*). */
+    static const unsigned char fixed[32] = { [1] = 4, [3] = 12, [14] = 4, [17] = 4 };
+    static const unsigned char per[32] = { [4] = 12, [5] = 12, [6] = 8, [13] = 8, [15] = 12, [19] = 12 };
+    size_t off = 0, n = 0;
+
+    while (off + 12 <= len) {
+        unsigned int name, info;
+
+        if (n == max)
+            return -1;
+        memcpy(&name, types + off, 4);
+        memcpy(&info, types + off + 4, 4);
+        at[n] = (unsigned int)off;
+        names[n++] = name;
+        off += 12 + fixed[(info >> 24) & 0x1F] + (size_t)per[(info >> 24) & 0x1F] * (info & 0xFFFF);
+    }
+    return off == len ? (long)n : -1;
+}
+
 /* CPUID leaf/subleaf: eax, ebx, ecx, edx into regs[0..3]. */
 static void ckpt_cpuid(unsigned int leaf, unsigned int sub, unsigned int *regs)
 {
@@ -104,4 +130,5 @@ int ckpt_bpf_load_task_iter(const void *insns, unsigned int n, unsigned int btf_
                             const char *license, char *log, unsigned int log_size);
 int ckpt_bpf_task_iter(int prog, int tid);
 void ckpt_cpuid(unsigned int leaf, unsigned int sub, unsigned int *regs);
+long ckpt_btf_walk(const unsigned char *types, size_t len, unsigned int *at, unsigned int *names, size_t max);
 """
