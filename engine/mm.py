@@ -27,6 +27,7 @@ SCRATCH = 64 * 1024
 IOV_MAX = 1024
 POPULATE_MIN = 64  # pages: below that, faulting on the copy costs less than a remote madvise
 UFFD_MIN = 256  # pages: below that, the userfaultfd's making and taking cost more than it saves
+WRITE_MAX = 256  # pages: below that, writing them from here costs less than the task's open + preadv
 PR_SET_MM, PR_SET_MM_MAP, PR_SET_VMA, PR_SET_VMA_ANON_NAME = 35, 14, 0x53564D41, 0
 MM_MAP = struct.Struct("<11QQII")  # struct prctl_mm_map (uapi/linux/prctl.h), 104 bytes
 # smaps VmFlags that an madvise() gives back (fs/proc/task_mmu.c show_smap_vma_flags).
@@ -287,14 +288,17 @@ def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon,
 
 def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> None:
     """Put the stored pages back: UFFDIO_COPY into private anonymous areas when there are enough
-    such pages to pay for the userfaultfd, a remote preadv straight from the pages file into
-    other writable areas, /proc/PID/mem for the rest (it may write where the task cannot)."""
+    such pages to pay for the userfaultfd; into other writable areas a remote preadv straight
+    from the pages file, or, when they are few, process_vm_writev from here (no remote call);
+    /proc/PID/mem for the rest (it may write where the task cannot)."""
     starts = [v.start for v in mm.vmas]  # in address order, as /proc/PID/maps lists them
     # A run never crosses areas: the dump stores pages area by area.
     placed = [(r, mm.vmas[bisect.bisect_right(starts, r.vaddr) - 1]) for r in runs]
     copied = sum(r.nr_pages for r, area in placed if uffd.usable(area)) >= UFFD_MIN
     filler = uffd.Filler(t, pages) if copied else None
-    fd = open_in(t, lay, str(pages.resolve()), os.O_RDONLY)
+    writable = [r.nr_pages for r, area in placed if not (copied and uffd.usable(area)) and area.perms[1] == "w"]
+    by_task = sum(writable) >= WRITE_MAX
+    fd = open_in(t, lay, str(pages.resolve()), os.O_RDONLY) if by_task else -1
     try:
         with open(pages, "rb", buffering=0) as local:
             off = 0
@@ -305,7 +309,7 @@ def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> N
             for r, area in placed:
                 size = r.nr_pages * PAGE
                 by_uffd = filler is not None and uffd.usable(area)
-                by_preadv = not by_uffd and area.perms[1] == "w"
+                by_preadv = not by_uffd and area.perms[1] == "w" and by_task
                 if batch and not by_preadv:  # a preadv covers runs consecutive in the file only
                     _preadv(t, lay, fd, batch, batch_off)
                     batch = []
@@ -323,6 +327,8 @@ def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> N
                     if len(batch) == min(IOV_MAX, lay.size // 16):
                         _preadv(t, lay, fd, batch, batch_off)
                         batch = []
+                elif area.perms[1] == "w":
+                    t.write(r.vaddr, os.pread(local.fileno(), size, off))
                 else:
                     _poke(t, area, r.vaddr, os.pread(local.fileno(), size, off))
                 off += size
@@ -331,7 +337,8 @@ def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> N
             if filler is not None:
                 filler.copy(copies)
     finally:
-        t.syscall(lib.SYS_close, fd)
+        if fd >= 0:
+            t.syscall(lib.SYS_close, fd)
         if filler is not None:
             filler.close()
 
