@@ -27,6 +27,9 @@ _STEPS = {lib.CKPT_STEP_SETREGS: "SETREGSET", lib.CKPT_STEP_SYSCALL: "SYSCALL", 
           lib.CKPT_STEP_EVENTMSG: "GETEVENTMSG", lib.CKPT_STEP_GETREGS: "GETREGSET"}
 
 
+_ZEROS = [0] * 6
+
+
 def _signed(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
@@ -106,6 +109,8 @@ class Tracee:
         self._kept: tuple[int, int] | None = None  # (address, size) of the kept scratch area
         self.spawned: list[int] = []  # tasks our remote clone3 calls created (auto-attached)
         self._syscall_at: int | None = None
+        self._calls, self._results = ffi.new("struct ckpt_rcall[]", 8), ffi.new("long[]", 8)  # see batch()
+        self._state = ffi.new("struct ckpt_rstate *")
         self._after_syscall = False  # stopped at a remote call's exit, not inside get_signal()
         self.stop_signal = 0  # the signal of the group stop it was in when seized
         self._mem: int | None = None
@@ -296,20 +301,22 @@ class Tracee:
         n = len(calls)
         if n == 0:
             return []
-        arr = ffi.new("struct ckpt_rcall[]", n)
+        if n > len(self._calls):  # buffers kept for the next batch: most are of one call
+            self._calls, self._results = ffi.new("struct ckpt_rcall[]", n), ffi.new("long[]", n)
+        arr, results, st = self._calls, self._results, self._state
         for i, (nr, *args) in enumerate(calls):
             if len(args) > 6:
                 raise ValueError("a syscall takes at most 6 arguments")
-            arr[i].nr, arr[i].must = nr, must
-            for j, value in enumerate(args):
-                arr[i].args[j] = value & NO_SYSCALL
-        results = ffi.new("long[]", n)
-        st = ffi.new("struct ckpt_rstate *")
+            one = arr[i]
+            one.nr, one.must = nr, must
+            one.args = [value & NO_SYSCALL for value in args] + _ZEROS[len(args):]
         self._after_syscall = True
-        rc = lib.ckpt_remote_batch(self.pid, self.syscall_address(), self.saved, arr, n, results, st)
-        self.spawned += [int(st.spawned[i]) for i in range(st.nspawned)]
+        at = self._syscall_at if self._syscall_at is not None else self.syscall_address()
+        rc = lib.ckpt_remote_batch(self.pid, at, self.saved, arr, n, results, st)
+        if st.nspawned:
+            self.spawned += [int(st.spawned[i]) for i in range(st.nspawned)]
         if rc == lib.CKPT_RC_OK:
-            return list(results)
+            return ffi.unpack(results, n)
         name = what[st.index] if what else f"syscall {calls[st.index][0]}"
         if rc == lib.CKPT_RC_FAILED:
             raise CkptError(f"pid {self.pid}: remote {name}: {os.strerror(-results[st.index])}")
