@@ -140,7 +140,8 @@ def _load(code: bytes) -> int:
 
 
 def read_all(reads: Sequence[Read]) -> list[list[bytes]]:
-    """Each read's bytes, for every thread of the system (of our pid namespace), in one pass."""
+    """Each read's bytes, for every process of our pid namespace, in one pass (a task iterator
+    without a filter visits thread-group leaders on this kernel, not every thread)."""
     prog = _load(assemble(reads, bail=False))
     try:
         it = lib.ckpt_bpf_task_iter(prog, 0)

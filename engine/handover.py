@@ -36,10 +36,11 @@ class Handover:
             self.pidfd = -1
 
 
-def take(pid: int, fd: int, what: str) -> int:
+def take(pid: int, fd: int, what: str, pidfd_flags: int = 0) -> int:
     """The other way round: a copy of fd `fd` of task `pid` in the restorer (pidfd_getfd);
-    `what` names the fd in an error."""
-    pidfd = os.pidfd_open(pid)
+    `what` names the fd in an error. pidfd_flags: for pidfd_open (PIDFD_THREAD: pid is a
+    thread's, whose table is used)."""
+    pidfd = os.pidfd_open(pid, pidfd_flags)
     try:
         got = int(lib.syscall(lib.SYS_pidfd_getfd, ffi.cast("long", pidfd), ffi.cast("long", fd),
                               ffi.cast("long", 0)))

@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterator
 
-from engine import images
+from engine import handover, images
 from engine.errors import CkptError
 from engine.images.mm_pb2 import PageRun, Vma
 from engine.ptrace import Tracee, home_cpus
@@ -153,9 +153,10 @@ class _Splicer:
     """Pages moved by the task's own vmsplice(2) into a pipe it made (a remote call), and by a
     drain thread with splice(2) from our copy of the pipe's read end into the pages file: no
     copy of ours. A call fills the pipe (PIPE bytes) once at most; the drain empties it while
-    the next call runs, so the round trips hide behind the copying. The pipe's fds live in the task only while its pages
-    are stored (the fd table was dumped before); the task's end is closed before ours, so the
-    task never writes to a pipe without a reader (that would queue it a SIGPIPE)."""
+    the next call runs, so the round trips hide behind the copying. The pipe's fds live in the
+    task only while its pages are stored (the fd table was dumped before); the task's end is
+    closed before ours, so the task never writes to a pipe without a reader (that would queue
+    it a SIGPIPE)."""
 
     def __init__(self, t: Tracee, sink: _Sink) -> None:
         self.t, self.sink = t, sink
@@ -204,15 +205,12 @@ class _Splicer:
         r, self.w = struct.unpack("ii", self.t.read(scratch, 8))
         self.iov = scratch + 8
         try:
-            pidfd = os.pidfd_open(self.t.pid, os.O_EXCL)  # PIDFD_THREAD: t may not lead its group
-            try:
-                self.r = _take_fd(pidfd, r)
-            finally:
-                os.close(pidfd)
+            # Through t's own pidfd (PIDFD_THREAD): t may not lead its group.
+            self.r = handover.take(self.t.pid, r, "the task's page pipe", os.O_EXCL)
+        except (CkptError, OSError):
+            return False  # copied then; its end of the pipe goes at close()
         finally:
             self.t.syscall(lib.SYS_close, r)
-        if self.r < 0:
-            return False
         try:
             fcntl.fcntl(self.r, fcntl.F_SETPIPE_SZ, PIPE)
         except OSError:
@@ -292,11 +290,6 @@ class _Splicer:
                     os.close(fd)
             self.r = self.wake = -1
             self.stack.close()
-
-
-def _take_fd(pidfd: int, fd: int) -> int:
-    """Our copy of fd `fd` of the task behind pidfd (pidfd_getfd), or -1."""
-    return int(lib.syscall(lib.SYS_pidfd_getfd, ffi.cast("long", pidfd), ffi.cast("long", fd), ffi.cast("long", 0)))
 
 
 class _Reader:
