@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import os
 import queue
-import select
 import struct
 import threading
 from contextlib import ExitStack
@@ -29,6 +28,7 @@ BUFFERS = 3  # read buffers once threaded: one being read into, one being writte
 THREADED = 8 << 20  # bytes written in line before the writer thread starts: small tasks need none
 SPLICED = 256 << 10  # runs from this size are spliced (below it the pipe's setup costs more than a copy)
 PIPE = 1 << 20  # bytes a pipe holds: fs.pipe-max-size, which only CAP_SYS_RESOURCE may pass
+PIPES = 2  # pipes the task fills in turn
 # Buffers the kernel fills: not cleared first (a cleared 8 MiB read buffer per task, and a
 # cleared scan vector per area, were a third of a small task's dump).
 _UNCLEARED = ffi.new_allocator(should_clear_after_alloc=False)
@@ -150,48 +150,55 @@ class _Sink:
 
 
 class _Splicer:
-    """Pages moved by the task's own vmsplice(2) into a pipe it made (a remote call), and by a
-    drain thread with splice(2) from our copy of the pipe's read end into the pages file: no
-    copy of ours. A call fills the pipe (PIPE bytes) once at most; the drain empties it while
-    the next call runs, so the round trips hide behind the copying. The pipe's fds live in the
-    task only while its pages are stored (the fd table was dumped before); the task's end is
-    closed before ours, so the task never writes to a pipe without a reader (that would queue
-    it a SIGPIPE)."""
+    """Pages moved by the task's own vmsplice(2) into pipes it made (remote calls), and by a
+    drain thread with splice(2) from our copies of their read ends into the pages file: no
+    copy of ours. A call fills a pipe (PIPE bytes) once at most and says how much it put
+    there; the calls take the PIPES pipes in turn, so the task fills one while the drain
+    empties another, and the drain takes the pieces in the order they were put. The pipes'
+    fds live in the task only while its pages are stored (the fd table was dumped before);
+    the task's ends are closed before ours, so the task never writes to a pipe without a
+    reader (that would queue it a SIGPIPE)."""
 
     def __init__(self, t: Tracee, sink: _Sink) -> None:
         self.t, self.sink = t, sink
         self.stack = ExitStack()
-        self.w = self.r = -1  # the task's write end; our read end
+        self.w: list[int] = []  # the task's write ends
+        self.r: list[int] = []  # our read ends
+        self.turn = 0  # the pipe the next call fills
         self.iov = 0  # where in the task the iovec of a call goes
         self.broken = False  # setting up failed once: copy from then on
-        self.wake = -1  # an eventfd: the drain polls it with the pipe
+        self.todo: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()  # (pipe, bytes)
         self.cond = threading.Condition()
-        self.pushed = self.moved = 0  # bytes the task put in the pipe; bytes the drain took out
-        self.closing = False
+        self.pushed = self.moved = 0  # bytes the task put in the pipes; bytes the drain took out
         self.error: OSError | None = None
         self.drain: threading.Thread | None = None
+        self.alive = False  # the drain runs
 
     def move(self, addr: int, n: int) -> int:
         """Move [addr, addr + n) to the sink; the bytes moved, a prefix (0 when the task
-        cannot make a pipe or vmsplice refuses: the caller copies the rest, after flush())."""
-        if self.r < 0 and not self._start():
+        cannot make the pipes or vmsplice refuses: the caller copies the rest, after flush())."""
+        if self.drain is None and not self._start():
             return 0
         done = 0
-        while done < n:  # a call fills the pipe at most once; the drain empties it meanwhile
+        while done < n:
             self.t.write(self.iov, struct.pack("QQ", addr + done, n - done))
-            got = self.t.syscall(lib.SYS_vmsplice, self.w, self.iov, 1, 0)
+            got = self.t.syscall(lib.SYS_vmsplice, self.w[self.turn], self.iov, 1, 0)
             if got <= 0:
                 break
             with self.cond:
                 self.pushed += got
-                self.sink.done += got
+            self.sink.done += got
+            self.todo.put((self.turn, got))
+            self.turn = (self.turn + 1) % len(self.w)
             done += got
         return done
 
     def flush(self) -> None:
-        """Wait until the drain wrote everything the task put in the pipe; its error, raised."""
+        """Wait until the drain wrote everything the task put in the pipes; its error, raised."""
         with self.cond:
-            self.cond.wait_for(lambda: self.moved >= self.pushed or self.drain is None)
+            self.cond.wait_for(lambda: self.moved >= self.pushed or not self.alive)
+        if self.error is None and self.moved < self.pushed:
+            raise CkptError(f"writing {self.sink.path}: the thread splicing pages into it stopped")
         if self.error is not None:
             raise CkptError(f"writing {self.sink.path}: {self.error.strerror}")
 
@@ -200,95 +207,91 @@ class _Splicer:
             return False
         self.broken = True
         scratch = self.stack.enter_context(self.t.scratch())
-        if self.t.syscall(lib.SYS_pipe2, scratch, os.O_CLOEXEC) < 0:
-            return False  # out of fds, say: nothing of the task's changed
-        r, self.w = struct.unpack("ii", self.t.read(scratch, 8))
         self.iov = scratch + 8
-        try:
-            # Through t's own pidfd (PIDFD_THREAD): t may not lead its group.
-            self.r = handover.take(self.t.pid, r, "the task's page pipe", os.O_EXCL)
-        except (CkptError, OSError):
-            return False  # copied then; its end of the pipe goes at close()
-        finally:
-            self.t.syscall(lib.SYS_close, r)
-        try:
-            fcntl.fcntl(self.r, fcntl.F_SETPIPE_SZ, PIPE)
-        except OSError:
-            pass  # a smaller pipe only means more trips through it
+        for _ in range(PIPES):
+            if self.t.syscall(lib.SYS_pipe2, scratch, os.O_CLOEXEC) < 0:
+                return False  # out of fds, say: copied then; the ends made go at close()
+            r, w = struct.unpack("ii", self.t.read(scratch, 8))
+            self.w.append(w)
+            try:
+                # Through t's own pidfd (PIDFD_THREAD): t may not lead its group.
+                self.r.append(handover.take(self.t.pid, r, "the task's page pipe", os.O_EXCL))
+            except (CkptError, OSError):
+                return False
+            finally:
+                self.t.syscall(lib.SYS_close, r)
+            try:
+                fcntl.fcntl(self.r[-1], fcntl.F_SETPIPE_SZ, PIPE)
+            except OSError:
+                pass  # a smaller pipe only means more trips through it
         self.sink.in_line()
         self.sink.open()
-        self.wake = os.eventfd(0, os.EFD_CLOEXEC)
         # Not on the CPU we (and so the task) are pinned to: the drain copies while the task
-        # fills the pipe, where on one CPU each would wait for the other.
+        # fills the next pipe, where on one CPU each would wait for the other.
         home = home_cpus()
         others = home - os.sched_getaffinity(0) if len(home) > 1 else set()
         self.drain = threading.Thread(target=self._drain, args=(others,), name="ckpt-splice", daemon=True)
+        self.alive = True
         self.drain.start()
         self.broken = False
         return True
 
     def _drain(self, cpus: set[int]) -> None:
-        """The drain thread: splice what the pipe holds into the file until told to stop with
-        nothing left; after a write error, into /dev/null, so that the task's call still ends."""
+        """The drain thread: each piece, in order, from its pipe into the file (after a write
+        error, into /dev/null: the task's calls must still end), until told to stop."""
         if cpus:
             try:
                 os.sched_setaffinity(0, cpus)
             except OSError:
                 pass  # a cpuset that changed: the pinned CPU will do
-        poller = select.poll()
-        poller.register(self.r, select.POLLIN)
-        poller.register(self.wake, select.POLLIN)
         out = self.sink.fd
         try:
-            while True:
-                with self.cond:
-                    if self.closing and self.moved >= self.pushed:
-                        return
-                for fd, _ in poller.poll():
-                    if fd == self.wake:
-                        os.eventfd_read(self.wake)
-                        continue
+            while (piece := self.todo.get()) is not None:
+                pipe, left = piece
+                while left:
                     try:
-                        k = os.splice(self.r, out, PIPE, flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK)
-                    except BlockingIOError:
-                        continue
+                        if out >= 0:
+                            k = os.splice(self.r[pipe], out, left, flags=os.SPLICE_F_MOVE)
+                        else:  # even /dev/null refused: read and drop
+                            k = len(os.read(self.r[pipe], min(left, PIPE)))
                     except OSError as e:
-                        self.error = self.error or e
-                        out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+                        if out == self.sink.fd:
+                            self.error = e
+                            out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+                        elif out >= 0:
+                            os.close(out)
+                            out = -1
                         continue
-                    if k == 0:  # no writer left: the task is gone
-                        self.closing = True
-                        with self.cond:
-                            self.pushed = self.moved
-                        poller.unregister(self.r)
-                        continue
+                    if k == 0:  # cannot be (the piece is in the pipe): do not spin
+                        break
+                    left -= k
                     with self.cond:
                         self.moved += k
                         self.cond.notify_all()
+                with self.cond:  # a piece cut short counts as moved: flush() must not wait for it
+                    self.moved += left
+                    self.cond.notify_all()
         finally:
-            if out != self.sink.fd:
+            if out not in (self.sink.fd, -1):
                 os.close(out)
             with self.cond:
-                self.drain = None
+                self.alive = False
                 self.cond.notify_all()
 
     def close(self) -> None:
-        """Close the task's end, let the drain finish and stop, close ours."""
+        """Close the task's ends, let the drain finish its pieces and stop, close ours."""
         try:
-            if self.w >= 0:
-                self.t.syscall(lib.SYS_close, self.w)
-                self.w = -1
+            for w in self.w:
+                self.t.syscall(lib.SYS_close, w)
         finally:
-            drain = self.drain
-            if drain is not None:
-                with self.cond:
-                    self.closing = True
-                os.eventfd_write(self.wake, 1)
-                drain.join()
-            for fd in (self.r, self.wake):
-                if fd >= 0:
-                    os.close(fd)
-            self.r = self.wake = -1
+            self.w = []
+            if self.drain is not None:
+                self.todo.put(None)
+                self.drain.join()
+                self.drain = None
+            for r in self.r:
+                os.close(r)
+            self.r = []
             self.stack.close()
 
 
