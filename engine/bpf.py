@@ -139,14 +139,13 @@ def _load(code: bytes) -> int:
     return int(fd)
 
 
-def read_all(reads: Sequence[Read]) -> list[list[bytes]]:
-    """Each read's bytes, for every process of our pid namespace, in one pass (a task iterator
-    without a filter visits thread-group leaders on this kernel, not every thread)."""
-    prog = _load(assemble(reads, bail=False))
+def _run(code: bytes, tid: int, what: str) -> bytes:
+    """All a task iterator of this program writes, over thread `tid` (0: every process)."""
+    prog = _load(code)
     try:
-        it = lib.ckpt_bpf_task_iter(prog, 0)
+        it = lib.ckpt_bpf_task_iter(prog, tid)
         if it < 0:
-            raise CkptError(f"a BPF task iterator over every task: {os.strerror(ffi.errno)}")
+            raise CkptError(f"{what}: a BPF task iterator: {os.strerror(ffi.errno)}")
         try:
             parts = []
             while chunk := os.read(it, 1 << 20):
@@ -155,43 +154,36 @@ def read_all(reads: Sequence[Read]) -> list[list[bytes]]:
             os.close(it)
     finally:
         os.close(prog)
-    out = b"".join(parts)
+    return b"".join(parts)
+
+
+def _fields(out: bytes, at: int, reads: Sequence[Read]) -> list[bytes]:
+    """The bytes of each read, from offset `at` of the output on."""
+    got = []
+    for r in reads:
+        got.append(out[at:at + r.size])
+        at += r.size
+    return got
+
+
+def read_all(reads: Sequence[Read]) -> list[list[bytes]]:
+    """Each read's bytes, for every process of our pid namespace, in one pass (a task iterator
+    without a filter visits thread-group leaders on this kernel, not every thread)."""
+    out = _run(assemble(reads, bail=False), 0, "every task")
     size = sum(r.size for r in reads)
     if len(out) % size:
         raise CkptError(f"a BPF task iterator gave {len(out)} bytes, not records of {size}")
-    records = []
-    for at in range(0, len(out), size):
-        fields, off = [], at
-        for r in reads:
-            fields.append(out[off:off + r.size])
-            off += r.size
-        records.append(fields)
-    return records
+    return [_fields(out, at, reads) for at in range(0, len(out), size)]
 
 
 def read_task(tid: int, reads: Sequence[Read]) -> list[bytes]:
     """Each read's bytes, from the thread `tid` (as we see it) in the kernel's memory."""
-    prog = _load(assemble(reads))
-    try:
-        it = lib.ckpt_bpf_task_iter(prog, tid)
-        if it < 0:
-            err = ffi.errno
-            raise CkptError(f"pid {tid}: a BPF task iterator over it: {os.strerror(err)}")
-        try:
-            out = b""
-            while chunk := os.read(it, 1 << 16):
-                out += chunk
-        finally:
-            os.close(it)
-    finally:
-        os.close(prog)
-    got: list[bytes] = []
+    out = _run(assemble(reads), tid, f"pid {tid}")
     at = 0
-    for r in reads:
+    for i, r in enumerate(reads):
         if at + r.size > len(out):
             # The program stops at the first read that fails (or writes nothing: the task is gone).
-            raise CkptError(f"pid {tid}: reading its kernel state stopped at read {len(got) + 1} of "
+            raise CkptError(f"pid {tid}: reading its kernel state stopped at read {i + 1} of "
                             f"{len(reads)} (offsets {r.path}): the task is gone or its structures moved")
-        got.append(out[at:at + r.size])
         at += r.size
-    return got
+    return _fields(out, 0, reads)

@@ -11,6 +11,7 @@ from engine.ptrace import Tracee
 from native import ffi, lib
 
 F_DUPFD_CLOEXEC = 1030
+PIDFD_THREAD = os.O_EXCL  # pidfd_open(2): a pidfd of that thread, not of its process
 
 
 class Handover:
@@ -39,7 +40,7 @@ class Handover:
 def take(pid: int, fd: int, what: str, pidfd_flags: int = 0) -> int:
     """The other way round: a copy of fd `fd` of task `pid` in the restorer (pidfd_getfd);
     `what` names the fd in an error. pidfd_flags: for pidfd_open (PIDFD_THREAD: pid is a
-    thread's, whose table is used)."""
+    thread's, whose fd table is used even when its leader has exited)."""
     pidfd = os.pidfd_open(pid, pidfd_flags)
     try:
         got = int(lib.syscall(lib.SYS_pidfd_getfd, ffi.cast("long", pidfd), ffi.cast("long", fd),

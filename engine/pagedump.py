@@ -214,8 +214,8 @@ class _Splicer:
             r, w = struct.unpack("ii", self.t.read(scratch, 8))
             self.w.append(w)
             try:
-                # Through t's own pidfd (PIDFD_THREAD): t may not lead its group.
-                self.r.append(handover.take(self.t.pid, r, "the task's page pipe", os.O_EXCL))
+                # Through t's own pidfd: t may not lead its group.
+                self.r.append(handover.take(self.t.pid, r, "the task's page pipe", handover.PIDFD_THREAD))
             except (CkptError, OSError):
                 return False
             finally:
@@ -258,9 +258,11 @@ class _Splicer:
                         if out == self.sink.fd:
                             self.error = e
                             out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-                        elif out >= 0:
-                            os.close(out)
-                            out = -1
+                            continue
+                        if out < 0:
+                            break  # nothing reads the pipe: the piece is given up
+                        os.close(out)
+                        out = -1
                         continue
                     if k == 0:  # cannot be (the piece is in the pipe): do not spin
                         break

@@ -311,8 +311,7 @@ class Tracee:
             one.nr, one.must = nr, must
             one.args = [value & NO_SYSCALL for value in args] + _ZEROS[len(args):]
         self._after_syscall = True
-        at = self._syscall_at if self._syscall_at is not None else self.syscall_address()
-        rc = lib.ckpt_remote_batch(self.pid, at, self.saved, arr, n, results, st)
+        rc = lib.ckpt_remote_batch(self.pid, self.syscall_address(), self.saved, arr, n, results, st)
         if st.nspawned:
             self.spawned += [int(st.spawned[i]) for i in range(st.nspawned)]
         if rc == lib.CKPT_RC_OK:
