@@ -43,13 +43,15 @@ def _restore(directory: Path, detach: bool, planner: str | None, new_pidns: bool
 
 
 def _plan(directory: Path, planner: str | None) -> int:
-    from engine import planners, vfork
+    from engine import cow, planners, vfork
     from engine.restorer import load
 
     ck = load(directory)
-    print(planners.make_plan(vfork.planned(ck.table, ck.vforks), planner).render())
+    print(planners.make_plan(cow.planned(vfork.planned(ck.table, ck.vforks), ck.forks), planner).render())
     if ck.vforks:
         print(vfork.describe(ck.vforks))
+    if ck.forks:
+        print(cow.describe(ck.forks))
     return 0
 
 

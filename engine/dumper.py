@@ -10,7 +10,7 @@ from typing import Sequence, cast
 
 from google.protobuf.message import Message
 
-from engine import asleep, cpu, fdtables, files, images, mm, namespaces, proc, sharedfds, signals, stops, threads, tree, vfork
+from engine import asleep, cow, cpu, fdtables, files, images, mm, namespaces, proc, sharedfds, signals, stops, threads, tree, vfork
 from engine.parts import PARTS
 from engine.errors import CkptError, Unsupported
 from engine.images.core_pb2 import Core
@@ -192,6 +192,7 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
                 # Its child was born with copies of its fds: one description each, as for a fork.
                 holders.append((pid, cast(Files, per_task["files"][-1])))
         sharedfds.mark(holders)  # across tasks: once every fd is recorded
+        cow.mark(frozen, per_task, vforked | set(pairs))  # once every task's memory is stored
         for kind, entries in per_task.items():
             images.write(images.path_of(out, kind), kind, entries)
         images.write(images.path_of(out, "tree"), "tree", [table])

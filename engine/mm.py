@@ -96,6 +96,15 @@ class Layout:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class Inherit:
+    """What a task forked from its rebuilt parent keeps of the parent's memory (engine.cow)."""
+
+    areas: list[Vma]  # its areas the fork gave it as they were: kept, not mapped again
+    runs: list[PageRun]  # its stored pages still the parent's: left shared, not written
+    drop: list[tuple[int, int]]  # (start, size) of kept areas where the parent has pages and it had none
+
+
 def _block(areas: list[tuple[int, int, str]]) -> dict[str, tuple[int, int]]:
     return {name: (s, e) for s, e, name in areas if name in VDSO_BLOCK}
 
@@ -114,7 +123,8 @@ def _move_vdso(t: Tracee, have: dict[str, tuple[int, int]], want: dict[str, tupl
     moves = [(lo, dlo)]
     if lo < dlo + size and dlo < lo + size:
         # Through a free spot first: the old and new places overlap, which mremap refuses.
-        # (Else straight there: the stub's address space holds nothing but this block.)
+        # (Else straight there: nothing else is left in the stub's address space but areas
+        # a forked task keeps, its own, which its vDSO's dumped place cannot overlap.)
         tmp = t.call("mmap (vDSO transit)", lib.SYS_mmap, 0, size, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
         moves = [(lo, tmp), (tmp, dlo)]
     for base_from, base_to in moves:
@@ -153,15 +163,19 @@ def _anon_name(path: str) -> str | None:
     return path[len("[anon:"):-1] if path.startswith("[anon:") and path.endswith("]") else None
 
 
-def prepare(t: Tracee, mm: Mm) -> Layout:
-    """Empty the stub's address space but its vDSO block, move that block where the task had
-    it, and map a scratch area in a hole of the dumped layout."""
+def prepare(t: Tracee, mm: Mm, keep: list[Vma] | None = None) -> Layout:
+    """Empty the stub's address space but its vDSO block (and the areas to `keep`: a forked
+    task's inherited ones, engine.cow), move that block where the task had it, and map a
+    scratch area in a hole of the dumped layout."""
     have = _block([(a.start, a.end, a.path) for a in proc.maps(t.pid)])
     want = _block([(v.start, v.end, v.path) for v in mm.vmas])
-    lo, hi = min(s for s, _ in have.values()), max(e for _, e in have.values())
-    t.call("munmap(below the vDSO)", lib.SYS_munmap, PAGE, lo - PAGE)
-    if hi < TASK_TOP:
-        t.call("munmap(above the vDSO)", lib.SYS_munmap, hi, TASK_TOP - hi)
+    kept = sorted([*have.values(), *((v.start, v.end) for v in keep or ())])
+    gaps, at = [], PAGE
+    for s, e in kept + [(TASK_TOP, TASK_TOP)]:
+        if s > at:
+            gaps.append((at, s - at))
+        at = max(at, e)
+    t.batch([(lib.SYS_munmap, s, n) for s, n in gaps], [f"munmap(at {s:#x})" for s, _ in gaps])
     _move_vdso(t, have, want)
     at = _hole(list(mm.vmas), SCRATCH)
     got = t.call("mmap(scratch)", lib.SYS_mmap, at, SCRATCH, mmap.PROT_READ | mmap.PROT_WRITE,
@@ -218,14 +232,15 @@ def _give_area(hand: Handover, pid: int, start: int, end: int) -> int:
 
 
 def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon,
-               hand: Handover) -> list[tuple[int, int, int]]:
+               hand: Handover, kept: set[int]) -> list[tuple[int, int, int]]:
     """Map every dumped area but the kernel's, at its address, with its prot and backing: the
     files opened in one batch, the areas mapped, advised and named in another (each at its own
     fixed address, so their order does not matter); shared anonymous ones one by one; memfds
     through fds the restorer hands over (engine.memfd), sealed once mapped. Returns the
-    (start, size, prot) of areas mapped writable for now, to be given their prot later."""
+    (start, size, prot) of areas mapped writable for now, to be given their prot later. Areas
+    whose start is in `kept` are there already (engine.cow)."""
     accounted: list[tuple[int, int, int]] = []
-    areas = [v for v in mm.vmas if v.path not in KERNEL_AREAS]
+    areas = [v for v in mm.vmas if v.path not in KERNEL_AREAS and v.start not in kept]
     files = sorted({(v.path, v.perms[3] == "s" and v.perms[1] == "w") for v in areas if _by_path(v)})
     opening = Calls(t, lay.scratch, lay.size)
     for path, writes in files:
@@ -286,31 +301,54 @@ def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon,
     return accounted
 
 
-def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> None:
-    """Put the stored pages back: UFFDIO_COPY into private anonymous areas when there are enough
-    such pages to pay for the userfaultfd; into other writable areas a remote preadv straight
-    from the pages file, or, when they are few, process_vm_writev from here (no remote call);
-    /proc/PID/mem for the rest (it may write where the task cannot)."""
+def _pieces(runs: list[PageRun], skip: list[PageRun]) -> list[tuple[PageRun, int]]:
+    """The stored runs without the pages to `skip` (sorted, each within a run), each with its
+    offset in the pages file."""
+    out: list[tuple[PageRun, int]] = []
+    holes = sorted((r.vaddr, r.vaddr + r.nr_pages * PAGE) for r in skip)
+    off = 0
+    for r in runs:
+        start, end = r.vaddr, r.vaddr + r.nr_pages * PAGE
+        i = bisect.bisect_left(holes, (start, 0))
+        at = start
+        while at < end:
+            hs, he = holes[i] if i < len(holes) and holes[i][0] < end else (end, end)
+            if hs > at:
+                out.append((PageRun(vaddr=at, nr_pages=(hs - at) // PAGE), off + at - start))
+            at, i = max(at, he), i + 1
+        off += end - start
+    return out
+
+
+def _fill(t: Tracee, lay: Layout, mm: Mm, pieces: list[tuple[PageRun, int]], pages: Path, kept: set[int]) -> None:
+    """Put the stored pages back (each run with its offset in the pages file): UFFDIO_COPY into
+    private anonymous areas when there are enough such pages to pay for the userfaultfd (not in
+    areas a fork gave, `kept`: their pages are there); into other writable areas a remote
+    preadv straight from the pages file, or, when they are few, process_vm_writev from here
+    (no remote call); /proc/PID/mem for the rest (it may write where the task cannot)."""
     starts = [v.start for v in mm.vmas]  # in address order, as /proc/PID/maps lists them
     # A run never crosses areas: the dump stores pages area by area.
-    placed = [(r, mm.vmas[bisect.bisect_right(starts, r.vaddr) - 1]) for r in runs]
-    copied = sum(r.nr_pages for r, area in placed if uffd.usable(area)) >= UFFD_MIN
+    placed = [(r, mm.vmas[bisect.bisect_right(starts, r.vaddr) - 1], off) for r, off in pieces]
+
+    def usable(area: Vma) -> bool:
+        return uffd.usable(area) and area.start not in kept
+
+    copied = sum(r.nr_pages for r, area, _ in placed if usable(area)) >= UFFD_MIN
     filler = uffd.Filler(t, pages) if copied else None
-    writable = [r.nr_pages for r, area in placed if not (copied and uffd.usable(area)) and area.perms[1] == "w"]
+    writable = [r.nr_pages for r, area, _ in placed if not (copied and usable(area)) and area.perms[1] == "w"]
     by_task = sum(writable) >= WRITE_MAX
     fd = open_in(t, lay, str(pages.resolve()), os.O_RDONLY) if by_task else -1
     try:
         with open(pages, "rb", buffering=0) as local:
-            off = 0
             batch: list[PageRun] = []
-            batch_off = 0
+            batch_off = batch_end = 0
             registered: set[int] = set()
             copies: list[tuple[int, int, int]] = []
-            for r, area in placed:
+            for r, area, off in placed:
                 size = r.nr_pages * PAGE
-                by_uffd = filler is not None and uffd.usable(area)
+                by_uffd = filler is not None and usable(area)
                 by_preadv = not by_uffd and area.perms[1] == "w" and by_task
-                if batch and not by_preadv:  # a preadv covers runs consecutive in the file only
+                if batch and (not by_preadv or off != batch_end):  # one preadv: runs consecutive in the file
                     _preadv(t, lay, fd, batch, batch_off)
                     batch = []
                 if filler is not None and by_uffd:
@@ -324,6 +362,7 @@ def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> N
                     if not batch:
                         batch_off = off
                     batch.append(r)
+                    batch_end = off + size
                     if len(batch) == min(IOV_MAX, lay.size // 16):
                         _preadv(t, lay, fd, batch, batch_off)
                         batch = []
@@ -331,7 +370,6 @@ def _fill(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path) -> N
                     t.write(r.vaddr, os.pread(local.fileno(), size, off))
                 else:
                     _poke(t, area, r.vaddr, os.pread(local.fileno(), size, off))
-                off += size
             if batch:
                 _preadv(t, lay, fd, batch, batch_off)
             if filler is not None:
@@ -385,12 +423,18 @@ def _set_mm(t: Tracee, lay: Layout, mm: Mm) -> None:
 
 
 def restore(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path, shared_anon: SharedAnon,
-            hand: Handover) -> None:
-    """Rebuild the address space in the prepared stub: areas, contents, locks, mm fields."""
+            hand: Handover, inherit: Inherit | None = None) -> None:
+    """Rebuild the address space in the prepared stub: areas, contents, locks, mm fields. A
+    task forked from its rebuilt parent keeps what `inherit` says (engine.cow)."""
     shared_anon.memfds.make(mm, pages.parent)
-    accounted = _map_areas(t, lay, mm, shared_anon, hand)
-    if runs:
-        _fill(t, lay, mm, runs, pages)
+    kept = {v.start for v in inherit.areas} if inherit else set()
+    accounted = _map_areas(t, lay, mm, shared_anon, hand, kept)
+    if inherit and inherit.drop:
+        t.batch([(lib.SYS_madvise, s, n, mmap.MADV_DONTNEED) for s, n in inherit.drop],
+                [f"madvise(DONTNEED at {s:#x})" for s, _ in inherit.drop])
+    pieces = _pieces(runs, inherit.runs if inherit else [])
+    if pieces:
+        _fill(t, lay, mm, pieces, pages, kept)
     t.batch([(lib.SYS_mprotect, start, size, prot) for start, size, prot in accounted],
             [f"mprotect(at {start:#x})" for start, _, _ in accounted])
     for v in mm.vmas:

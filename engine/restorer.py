@@ -9,11 +9,11 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Callable, TypeVar, cast
 
 from google.protobuf.message import Message
 
-from engine import cpu, execute, files, images, mm, namespaces, proc, sharedfds, signals, stops, threads, vfork
+from engine import cow, cpu, execute, files, images, mm, namespaces, proc, sharedfds, signals, stops, threads, vfork
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import Files, PipeData
@@ -42,6 +42,7 @@ class TaskImages:
     files: Files
     pages: Path
     parts: dict[str, Message]  # image kind -> its message, for each of PARTS
+    inherited: list[PageRun]  # stored pages shared copy-on-write with its parent at dump (engine.cow)
 
 
 def _one(directory: Path, kind: str, of: type[M]) -> M:
@@ -103,6 +104,7 @@ class Checkpoint:
     table: Table
     took: set[int]  # stopped tasks whose parent took their stop report (engine.stops)
     vforks: dict[int, vfork.Child]  # tasks asleep in vfork, with the child each one makes
+    forks: dict[int, int]  # tasks their rebuilt parent forks (engine.cow) -> that parent
 
 
 def load(directory: Path) -> Checkpoint:
@@ -123,6 +125,7 @@ def load(directory: Path) -> Checkpoint:
     per_task = {k.name: images.read_tasks(directory, k.name, [p for p in pids if not (k.memory and p in memory_of)])
                 for k in images.KINDS.values() if k.per_task}
     tasks: dict[int, TaskImages] = {}
+    pagemap_path = str(images.path_of(directory, "pagemap"))
     for pid in pids:
         owner = memory_of.get(pid, pid)
         runs = list(per_task["pagemap"][owner].runs)
@@ -133,9 +136,18 @@ def load(directory: Path) -> Checkpoint:
             raise images.ImageError(str(pages), size, f"holds {size} bytes, the page map says {stored}")
         _same_threads(directory, per_task["core"][pid], per_task["task"][pid])
         _check_main(directory, per_task["core"][pid])
+        inherited = [] if pid in memory_of else list(per_task["pagemap"][pid].inherited)
+        ppid = table.rows[pid].ppid
+        cow.check(pagemap_path, pid, per_task["mm"][owner], runs, inherited,
+                  per_task["mm"].get(ppid) if ppid not in memory_of else None)
         tasks[pid] = TaskImages(per_task["core"][pid], per_task["mm"][owner], runs, per_task["files"][pid], pages,
-                                {p.KIND: per_task[p.KIND][pid] for p in PARTS})
-    return Checkpoint(list(inv.roots), tasks, table, {e.pid for e in tree.tasks if e.stop_collected}, vforks)
+                                {p.KIND: per_task[p.KIND][pid] for p in PARTS}, inherited)
+    # A task a pidfd refers to must exist when its holder's fds are opened: the plan makes it.
+    busy = set(vforks) | set(memory_of) | {e.kernel.pidfd_pid for t in tasks.values() for e in t.files.fds
+                                           if e.HasField("kernel")}
+    forks = cow.forked(table, {p: t.inherited for p, t in tasks.items()}, busy,
+                       {p for p, t in tasks.items() if t.core.main_exited})
+    return Checkpoint(list(inv.roots), tasks, table, {e.pid for e in tree.tasks if e.stop_collected}, vforks, forks)
 
 
 def _check_main(directory: Path, core: Core) -> None:
@@ -151,16 +163,22 @@ def _check_main(directory: Path, core: Core) -> None:
 
 
 def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.SharedAnon, own: int,
-             files_of_parent: bool = False, vfork_parent: bool = False) -> tuple[list[Tracee], Layout, Handover]:
+             files_of_parent: bool = False, vfork_parent: bool = False,
+             after_mm: Callable[[Tracee, Layout], None] | None = None,
+             inherit: mm.Inherit | None = None) -> tuple[list[Tracee], Layout, Handover]:
     """Turn the stub into the dumped task (`own`: the pidfd of us it inherited); return its
     other threads (stopped, traced), its scratch layout and its handover. A vfork parent is left
     with both, for its child (_vfork_child). With files_of_parent its fd table is its
-    parent's, which gets the fds, and closes the pidfd, when rebuilt after it."""
+    parent's, which gets the fds, and closes the pidfd, when rebuilt after it. after_mm runs
+    once the memory is whole, before anything else (a parent forks there: engine.cow); a task
+    so forked keeps what `inherit` says of it."""
     core = img.core
     hand = Handover(t, own)
     cpu.unregister_rseq(t)
-    lay = mm.prepare(t, img.mm)
-    mm.restore(t, lay, img.mm, img.runs, img.pages, shared_anon, hand)
+    lay = mm.prepare(t, img.mm, inherit.areas if inherit else None)
+    mm.restore(t, lay, img.mm, img.runs, img.pages, shared_anon, hand, inherit)
+    if after_mm is not None:
+        after_mm(t, lay)
     if files_of_parent:
         files.restore_fs(t, lay, img.files)
     else:
@@ -213,6 +231,24 @@ def _vfork_child(t: Tracee, lay: Layout, hand: Handover, parent: TaskImages, img
     return c
 
 
+def _forker(ck: Checkpoint, pid: int, forked: list[tuple[int, Tracee]],
+            traced: list[Tracee]) -> Callable[[Tracee, Layout], None] | None:
+    """What task pid does once its memory is rebuilt: fork its children that share pages
+    with it (engine.cow), each put in its session and group at once; None if it has none."""
+    kids = sorted(k for k, parent in ck.forks.items() if parent == pid)
+    if not kids:
+        return None
+    table = ck.table
+
+    def fork(t: Tracee, lay: Layout) -> None:
+        for kid in kids:
+            c = cow.fork(t, lay, table.rows[kid].nspids, kid)
+            traced.append(c)  # at once: a failure kills it with the rest
+            forked.append((kid, c))
+            vfork.place(c, table.rows[kid], table.rows[pid], table)
+    return fork
+
+
 def _rebuild_order(table: Table, leaders: dict[int, Tracee]) -> list[int]:
     """The live tasks in the order they are rebuilt: one sharing its parent's fd table before
     that parent (which closes what the stubs had in the table, the pidfd of us they use
@@ -245,8 +281,9 @@ def restore(directory: Path, planner: str | None = None, new_pidns: bool = False
     ns = load_ns(directory, table)
     from engine import planners  # entry points are looked up only when restoring
 
-    # Vfork children are made by their parents once rebuilt, not by the plan (engine.vfork).
-    planned = vfork.planned(table, ck.vforks)
+    # Vfork children are made by their parents once rebuilt, not by the plan (engine.vfork);
+    # so are children that share pages copy-on-write with their parent (engine.cow).
+    planned = cow.planned(vfork.planned(table, ck.vforks), ck.forks)
     plan = planners.make_plan(planned, planner)
     namespaces.check_outer(ns)
     if new_pidns:
@@ -311,7 +348,7 @@ def _build(ck: Checkpoint, planned: Table, plan: Plan, made: Pipes, ns: Namespac
     """Run the plan of the `planned` table, rebuild every live task (a vfork parent makes its
     child then), give the namespaces they made their state, let all go together."""
     tasks, table, took = ck.tasks, ck.table, ck.took
-    kids = {c.pid for c in ck.vforks.values()}
+    kids = {c.pid for c in ck.vforks.values()} | set(ck.forks)
     own = os.pidfd_open(os.getpid())  # every stub inherits it: see engine.handover
     try:
         pids = execute.run(plan, planned, new_pidns, keep=own)
@@ -335,12 +372,20 @@ def _build(ck: Checkpoint, planned: Table, plan: Plan, made: Pipes, ns: Namespac
         threads_of: dict[int, list[Tracee]] = {}
         for pid in _rebuild_order(table, leaders):
             t, child = leaders[pid], ck.vforks.get(pid)
+            forked: list[tuple[int, Tracee]] = []
             threads_of[pid], lay, hand = _rebuild(t, tasks[pid], src, shared_anon, own, table.rows[pid].files_of_parent,
-                                                  vfork_parent=child is not None)
+                                                  vfork_parent=child is not None,
+                                                  after_mm=_forker(ck, pid, forked, traced))
             traced += threads_of[pid]
             if child is not None:
                 c = _vfork_child(t, lay, hand, tasks[pid], tasks[child.pid], table, child, src, traced)
                 leaders[child.pid], threads_of[child.pid], pids[child.pid] = c, [], c.pid
+            for kid, c in forked:
+                img, source = tasks[kid], tasks[pid]
+                inherit = cow.inherit(img.mm, img.runs, img.inherited, source.mm, source.runs)
+                threads_of[kid], _, _ = _rebuild(c, img, src, shared_anon, own, inherit=inherit)
+                traced += threads_of[kid]
+                leaders[kid], pids[kid] = c, c.pid
         for n in ns.namespaces:
             namespaces.finish(leaders[n.creator], n)
         # Every task is whole before any runs again; a stopped one gets its stop signal

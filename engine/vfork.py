@@ -161,19 +161,20 @@ def planned(table: Table, made: dict[int, Child]) -> Table:
     rebuilt. PlanError for a child the restore cannot make that way."""
     kids = {c.pid: parent for parent, c in made.items()}
     for child, parent in kids.items():
-        _makeable(table, child, parent)
+        makeable(table, child, parent, "vfork")
     return Table({p: r for p, r in table.rows.items() if p not in kids}, table.outer_sid, table.outer_pgid)
 
 
-def _makeable(table: Table, child: int, parent: int) -> None:
-    """A child made by its parent's clone3 starts in the parent's group and session; a remote
-    setsid or setpgid then puts it where it was. Nothing of the plan may need it."""
+def makeable(table: Table, child: int, parent: int, how: str) -> None:
+    """A child made by its parent's clone3 (`how`: vfork, forked) starts in the parent's group
+    and session; a remote setsid or setpgid then puts it where it was. Nothing of the plan may
+    need it. PlanError when it cannot be made so."""
     row, prow = table.rows.get(child), table.rows.get(parent)
-    who = f"task {child}, the vfork child of task {parent},"
+    who = f"task {child}, the {how} child of task {parent},"
     if row is None or prow is None or row.ppid != parent or row.zombie or prow.zombie:
         raise PlanError(f"{who} is not a live child of a live task in the table")
     if row.threads > 1 or row.ns_flags or len(row.nspids) != len(prow.nspids):
-        raise PlanError(f"{who} has threads or namespaces of its own: it cannot be made by a vfork")
+        raise PlanError(f"{who} has threads or namespaces of its own: it cannot be made by its parent")
     users = sorted(p for p, r in table.rows.items() if p != child and child in (r.ppid, r.pgid, r.sid))
     if users:
         raise PlanError(f"{who} has task {users[0]} as a child or in its group or session: the plan would need "

@@ -103,9 +103,11 @@ class PageRun(_message.Message):
     def __init__(self, vaddr: _Optional[int] = ..., nr_pages: _Optional[int] = ...) -> None: ...
 
 class PageMap(_message.Message):
-    __slots__ = ("pid", "runs")
+    __slots__ = ("pid", "runs", "inherited")
     PID_FIELD_NUMBER: _ClassVar[int]
     RUNS_FIELD_NUMBER: _ClassVar[int]
+    INHERITED_FIELD_NUMBER: _ClassVar[int]
     pid: int
     runs: _containers.RepeatedCompositeFieldContainer[PageRun]
-    def __init__(self, pid: _Optional[int] = ..., runs: _Optional[_Iterable[_Union[PageRun, _Mapping]]] = ...) -> None: ...
+    inherited: _containers.RepeatedCompositeFieldContainer[PageRun]
+    def __init__(self, pid: _Optional[int] = ..., runs: _Optional[_Iterable[_Union[PageRun, _Mapping]]] = ..., inherited: _Optional[_Iterable[_Union[PageRun, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,220 @@
+"""Private pages a child still shares copy-on-write with its parent, dump and restore side by
+side (the pages neither wrote since the fork).
+
+Dump: for a live child of a live parent, a page of an area both have alike (same bounds,
+prot, offset and backing; not one the parent keeps from its children, MADV_DONTFORK or
+MADV_WIPEONFORK) is shared when both pagemaps name the same physical page (the PFN, which
+pagemap shows root). Such pages are stored all the same (a restore may not fork) and listed
+in the child's page map as `inherited`.
+
+Restore: a child with inherited pages that its parent can make with a fork (a leaf that
+nothing of the plan needs, as a vfork child: engine.vfork) is left out of the plan; its
+parent, once its memory is rebuilt and before anything else of it (fds, sigactions, creds,
+filters, threads: the child must not inherit them), forks it with its pids (clone3 with
+set_tid), traced from birth. The child keeps the areas that hold inherited pages as the fork
+gave them, drops the parent's pages it had not, writes only its own pages over them (each write
+breaks the sharing of that page alone) and is otherwise rebuilt as any task."""
+from __future__ import annotations
+
+import bisect
+import os
+import signal
+import struct
+from array import array
+from typing import Iterator
+
+from google.protobuf.message import Message
+
+from engine import images, mm, proc, threads, tree
+from engine.images.mm_pb2 import Mm, PageMap, PageRun, Vma
+from engine.plan import PlanError, Table
+from engine.ptrace import Tracee
+from engine.mm import Inherit, Layout
+from native import lib
+
+PAGE = images.PAGE_SIZE
+PM_PRESENT = 1 << 63
+PM_PFN = (1 << 55) - 1  # bits 0-54 of a present page's entry (Documentation/admin-guide/mm/pagemap.rst)
+NOT_FORKED = ("dc", "wf")  # smaps VmFlags of areas a fork does not copy as they are
+UNLOCKED = ("lo", "lf")  # VmFlags a fork does not pass on (mlock): the child relocks its own
+PR_SET_PDEATHSIG = 1
+
+
+def _twin(v: Vma, parent: dict[tuple[int, int], Vma]) -> Vma | None:
+    """The parent's area a fork gives the child as v is, if any."""
+    p = parent.get((v.start, v.end))
+    if p is None or v.perms[3] != "p" or v.memfd or v.path in mm.KERNEL_AREAS:
+        return None
+    if (p.perms, p.pgoff, p.path, p.memfd) != (v.perms, v.pgoff, v.path, v.memfd):
+        return None
+    pflags, flags = set(p.vmflags.split()), set(v.vmflags.split())
+    if pflags & set(NOT_FORKED) or pflags - set(UNLOCKED) != flags - set(UNLOCKED):
+        return None
+    return p
+
+
+# --- dump ------------------------------------------------------------------------------------
+
+def mark(frozen: tree.Frozen, per_task: dict[str, list[Message]], skip: set[int]) -> None:
+    """List each child's stored pages it shares with its parent (`skip`: tasks of vfork
+    pairs, whose memory is one)."""
+    mms = {m.pid: m for m in per_task["mm"] if isinstance(m, Mm)}
+    maps = {m.pid: m for m in per_task["pagemap"] if isinstance(m, PageMap)}
+    for pid, task in frozen.tasks.items():
+        ppid = task.entry.ppid
+        parent = frozen.tasks.get(ppid)
+        if pid in skip or ppid in skip or parent is None or task.acting is None or parent.acting is None:
+            continue
+        if pid not in maps or pid not in mms or ppid not in mms:
+            continue
+        if int(proc.stat_fields(pid)[35]) != signal.SIGCHLD:  # exit_signal (proc(5) 38): a fork's
+            continue
+        maps[pid].inherited.extend(_shared(task.acting.pid, parent.acting.pid, mms[pid], mms[ppid],
+                                           list(maps[pid].runs)))
+
+
+def _shared(child: int, parent: int, cmm: Mm, pmm: Mm, runs: list[PageRun]) -> list[PageRun]:
+    """The child's stored pages that are the parent's at the same address, as runs."""
+    twins = {(v.start, v.end): v for v in pmm.vmas}
+    starts = [v.start for v in cmm.vmas]
+    out: list[PageRun] = []
+    cfd = os.open(f"/proc/{child}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        pfd = os.open(f"/proc/{parent}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            for r in runs:
+                v = cmm.vmas[bisect.bisect_right(starts, r.vaddr) - 1]
+                if _twin(v, twins) is None:
+                    continue
+                # Within the stored run (one area): never across runs, as the restore checks.
+                out += [PageRun(vaddr=r.vaddr + first * PAGE, nr_pages=n)
+                        for first, n in _same_pages(cfd, pfd, r.vaddr, r.nr_pages)]
+        finally:
+            os.close(pfd)
+    finally:
+        os.close(cfd)
+    return out
+
+
+def _same_pages(cfd: int, pfd: int, vaddr: int, n: int) -> Iterator[tuple[int, int]]:
+    """(first page, count) of the runs of pages present in both at the same physical page."""
+    a, b = array("Q"), array("Q")
+    a.frombytes(os.pread(cfd, n * 8, vaddr // PAGE * 8))
+    b.frombytes(os.pread(pfd, n * 8, vaddr // PAGE * 8))
+    if len(a) != n or len(b) != n:
+        return
+    i = 0
+    while i < n:
+        j = i
+        while j < n and a[j] & PM_PRESENT and b[j] & PM_PRESENT and a[j] & PM_PFN and not (a[j] ^ b[j]) & PM_PFN:
+            j += 1
+        if j > i:
+            yield i, j - i
+        i = j + 1
+
+
+# --- restore ---------------------------------------------------------------------------------
+
+def check(path: str, pid: int, cmm: Mm, runs: list[PageRun], inherited: list[PageRun], pmm: Mm | None) -> None:
+    """Inherited pages lie within the stored ones, in areas the parent has alike (ImageError)."""
+    if not inherited:
+        return
+    if pmm is None:
+        raise images.ImageError(path, 0, f"task {pid}: pages shared with a parent that has no memory in the checkpoint")
+    twins = {(v.start, v.end): v for v in pmm.vmas}
+    stored = sorted((r.vaddr, r.vaddr + r.nr_pages * PAGE) for r in runs)
+    starts = [v.start for v in cmm.vmas]
+    for r in inherited:
+        end = r.vaddr + r.nr_pages * PAGE
+        i = bisect.bisect_right(stored, (r.vaddr, 1 << 64)) - 1
+        k = bisect.bisect_right(starts, r.vaddr) - 1
+        v = cmm.vmas[k] if k >= 0 else None
+        if i < 0 or stored[i][1] < end or v is None or v.end < end or _twin(v, twins) is None:
+            raise images.ImageError(path, 0, f"task {pid}: inherited pages [{r.vaddr:#x}, {end:#x}) are not stored "
+                                    "pages of an area its parent has alike")
+
+
+def forked(table: Table, inherited: dict[int, list[PageRun]], busy: set[int], bare: set[int]) -> dict[int, int]:
+    """The tasks their rebuilt parent forks, each with its parent: those with inherited pages
+    that a fork can make (engine.vfork.makeable); `busy`: tasks of vfork pairs and tasks
+    others need before their parent is rebuilt (a pidfd's), `bare`: tasks that cannot fork (a
+    main thread that exited alone)."""
+    from engine import vfork
+
+    out: dict[int, int] = {}
+    for pid, runs in inherited.items():
+        row = table.rows.get(pid)
+        if not runs or row is None or pid in busy or row.ppid in busy or row.ppid in bare or row.files_of_parent:
+            continue
+        try:
+            vfork.makeable(table, pid, row.ppid, "forked")
+        except PlanError:
+            continue  # the plan makes it, and its pages are written as copies
+        out[pid] = row.ppid
+    return out
+
+
+def inherit(child: Mm, runs: list[PageRun], inherited: list[PageRun], parent: Mm, parent_runs: list[PageRun]) -> Inherit:
+    """What the forked child keeps of its parent's rebuilt memory, and what it drops."""
+    twins = {(v.start, v.end): v for v in parent.vmas}
+    starts = [v.start for v in child.vmas]
+    holding = {child.vmas[bisect.bisect_right(starts, r.vaddr) - 1].start for r in inherited}  # (check() placed them)
+    kept = [v for v in child.vmas if v.start in holding and _twin(v, twins)]
+    return Inherit(kept, list(inherited), _dropped(kept, runs, parent_runs))
+
+
+def _dropped(kept: list[Vma], runs: list[PageRun], parent_runs: list[PageRun]) -> list[tuple[int, int]]:
+    """(start, size) of the parent's stored pages in kept areas where the child had none."""
+    mine = sorted((r.vaddr, r.vaddr + r.nr_pages * PAGE) for r in runs)
+    areas = sorted((v.start, v.end) for v in kept)
+    out: list[tuple[int, int]] = []
+    for r in parent_runs:  # a run lies in one area of the parent: the same bounds as a kept one, or none
+        i = bisect.bisect_right(areas, (r.vaddr, 1 << 64)) - 1
+        if i < 0 or r.vaddr >= areas[i][1]:
+            continue
+        out += [(a, b - a) for a, b in _minus(r.vaddr, r.vaddr + r.nr_pages * PAGE, mine)]
+    return out
+
+
+def _minus(s: int, e: int, ranges: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """[s, e) without the sorted, disjoint ranges."""
+    at = s
+    for a, b in ranges[max(bisect.bisect_right(ranges, (s, 1 << 64)) - 1, 0):]:
+        if a >= e:
+            break
+        if b <= at:
+            continue
+        if a > at:
+            yield at, min(a, e)
+        at = max(at, b)
+    if at < e:
+        yield at, e
+
+
+def fork(t: Tracee, lay: Layout, nspids: tuple[int, ...], pid: int) -> Tracee:
+    """The parent t (memory rebuilt, nothing else yet) forks the child with its pids, traced
+    from birth; the child dies with its parent until its own death signal is restored."""
+    levels = list(reversed(nspids or (pid,)))  # innermost first, as set_tid takes them
+    tid_at = lay.scratch + threads.CLONE_ARGS.size
+    t.write(lay.scratch, threads.CLONE_ARGS.pack(0, 0, 0, 0, signal.SIGCHLD, 0, 0, 0, tid_at, len(levels), 0)
+            + struct.pack(f"<{len(levels)}i", *levels))
+    t.trace_clones()
+    t.call(f"clone3 (fork of task {pid})", lib.SYS_clone3, lay.scratch, threads.CLONE_ARGS.size)
+    c = Tracee(t.spawned.pop(), adopted=True)  # as we see it (clone3 answers in its pid namespace)
+    try:
+        c.call("prctl(PR_SET_PDEATHSIG)", lib.SYS_prctl, PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except BaseException:
+        c.kill()
+        raise
+    return c
+
+
+def describe(made: dict[int, int]) -> str:
+    """What `ckpt plan` adds after the plan: who forks which child."""
+    return "\n".join(f"task {parent}: memory rebuilt, then fork {child} (pages shared copy-on-write)"
+                     for child, parent in sorted(made.items()))
+
+
+def planned(table: Table, made: dict[int, int]) -> Table:
+    """The table a planner plans: without the tasks their parents fork."""
+    return Table({p: r for p, r in table.rows.items() if p not in made}, table.outer_sid, table.outer_pgid)
