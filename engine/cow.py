@@ -159,7 +159,10 @@ def inherit(child: Mm, runs: list[PageRun], inherited: list[PageRun], parent: Mm
     twins = {(v.start, v.end): v for v in parent.vmas}
     starts = [v.start for v in child.vmas]
     holding = {child.vmas[bisect.bisect_right(starts, r.vaddr) - 1].start for r in inherited}  # (check() placed them)
-    kept = [v for v in child.vmas if v.start in holding and _twin(v, twins)]
+    # Areas of a file too: their pages are mostly the page cache's, so keeping them saves
+    # mapping them again for little writing. Anonymous ones without shared pages are mapped
+    # anew: their pages, written over a kept area, would each be copied first.
+    kept = [v for v in child.vmas if (v.start in holding or v.path.startswith("/")) and _twin(v, twins)]
     return Inherit(kept, list(inherited), _dropped(kept, runs, parent_runs))
 
 
