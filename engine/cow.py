@@ -7,13 +7,15 @@ MADV_WIPEONFORK) is shared when both pagemaps name the same physical page (the P
 pagemap shows root). Such pages are stored all the same (a restore may not fork) and listed
 in the child's page map as `inherited`.
 
-Restore: a child with inherited pages that its parent can make with a fork (a leaf that
-nothing of the plan needs, as a vfork child: engine.vfork) is left out of the plan; its
-parent, once its memory is rebuilt and before anything else of it (fds, sigactions, creds,
-filters, threads: the child must not inherit them), forks it with its pids (clone3 with
-set_tid), traced from birth. The child keeps the areas that hold inherited pages as the fork
-gave them, drops the parent's pages it had not, writes only its own pages over them (each write
-breaks the sharing of that page alone) and is otherwise rebuilt as any task."""
+Restore: a child with inherited pages that its parent can make with a fork (see forked: its
+children forked too, its group and session makeable then) is left out of the plan; its
+parent, once its memory, fds and sigactions are rebuilt and before its threads, creds and
+filters (the child must not inherit those), forks it with its pids (clone3 with set_tid),
+traced from birth. The child keeps the areas that hold inherited pages, and its file areas,
+as the fork gave them, drops the parent's pages it had not, writes only its own pages over them
+(each write breaks the sharing of that page alone); it keeps its parent's fds when it had
+exactly those, and its sigactions where they are alike; the rest is rebuilt as in any task,
+and it forks its own children in turn."""
 from __future__ import annotations
 
 import bisect
@@ -27,7 +29,7 @@ from google.protobuf.message import Message
 
 from engine import images, mm, proc, threads, tree
 from engine.images.mm_pb2 import Mm, PageMap, PageRun, Vma
-from engine.plan import PlanError, Table
+from engine.plan import Table
 from engine.ptrace import Tracee
 from engine.mm import Inherit, Layout
 from native import lib
@@ -135,23 +137,60 @@ def check(path: str, pid: int, cmm: Mm, runs: list[PageRun], inherited: list[Pag
 
 
 def forked(table: Table, inherited: dict[int, list[PageRun]], busy: set[int], bare: set[int]) -> dict[int, int]:
-    """The tasks their rebuilt parent forks, each with its parent: those with inherited pages
-    that a fork can make (engine.vfork.makeable); `busy`: tasks of vfork pairs and tasks
-    others need before their parent is rebuilt (a pidfd's), `bare`: tasks that cannot fork (a
-    main thread that exited alone)."""
-    from engine import vfork
+    """The tasks their rebuilt parent forks, each with its parent: live tasks with inherited
+    pages whose children are all forked too (the plan's tasks exist before any is rebuilt: none
+    can be the child of a forked one), whose session and group can be made from their parent's
+    when they are forked (their own, their parent's, or one a task made before them is in),
+    and whose group or session no task but their forked descendants is in. `busy`: tasks of
+    vfork pairs and tasks others need before their parent is rebuilt (a pidfd's); `bare`: tasks
+    that cannot fork (a main thread that exited alone)."""
+    rows = table.rows
+    kids: dict[int, list[int]] = {}
+    users: dict[int, set[int]] = {}  # group or session id -> the other tasks in it
+    members: dict[tuple[int, int], set[int]] = {}  # (group, session) -> its tasks
+    for p, r in rows.items():
+        kids.setdefault(r.ppid, []).append(p)
+        for n in (r.pgid, r.sid):
+            if n != p:
+                users.setdefault(n, set()).add(p)
+        members.setdefault((r.pgid, r.sid), set()).add(p)
 
-    out: dict[int, int] = {}
-    for pid, runs in inherited.items():
-        row = table.rows.get(pid)
-        if not runs or row is None or pid in busy or row.ppid in busy or row.ppid in bare or row.files_of_parent:
-            continue
-        try:
-            vfork.makeable(table, pid, row.ppid, "forked")
-        except PlanError:
-            continue  # the plan makes it, and its pages are written as copies
-        out[pid] = row.ppid
-    return out
+    def alone(x: int) -> bool:
+        row = rows.get(x)
+        parent = rows.get(row.ppid) if row is not None else None
+        return (row is not None and parent is not None and bool(inherited.get(x)) and not row.zombie
+                and not parent.zombie and x not in busy and row.ppid not in busy and row.ppid not in bare
+                and not row.files_of_parent and not parent.files_of_parent  # (a table another fills later)
+                and not row.ns_flags and len(row.nspids) == len(parent.nspids))
+
+    def above(x: int, y: int) -> bool:
+        """Whether x is an ancestor of y."""
+        while y in rows:
+            y = rows[y].ppid
+            if y == x:
+                return True
+        return False
+
+    def fits(x: int, made: set[int]) -> bool:
+        row, parent = rows[x], rows[rows[x].ppid]
+        if any(k not in made for k in kids.get(x, ())):
+            return False
+        if any(u not in made or not above(x, u) for u in users.get(x, ())):
+            return False
+        if row.sid not in (x, parent.sid):
+            return False
+        if row.pgid in (x, parent.pgid):
+            return True
+        if row.pgid in made:  # led by a forked task: one forked before it
+            return above(row.pgid, x)
+        return any(m not in made for m in members[(row.pgid, row.sid)] - {x})  # a task of the plan is in it
+
+    made = {x for x in inherited if alone(x)}
+    while True:
+        out = {x for x in made if not fits(x, made)}
+        if not out:
+            return {x: rows[x].ppid for x in sorted(made)}
+        made -= out
 
 
 def inherit(child: Mm, runs: list[PageRun], inherited: list[PageRun], parent: Mm, parent_runs: list[PageRun]) -> Inherit:
@@ -204,6 +243,7 @@ def fork(t: Tracee, lay: Layout, nspids: tuple[int, ...], pid: int) -> Tracee:
     t.trace_clones()
     t.call(f"clone3 (fork of task {pid})", lib.SYS_clone3, lay.scratch, threads.CLONE_ARGS.size)
     c = Tracee(t.spawned.pop(), adopted=True)  # as we see it (clone3 answers in its pid namespace)
+    c.moved_syscall(t.syscall_address())  # its vDSO is where its parent's is
     try:
         c.call("prctl(PR_SET_PDEATHSIG)", lib.SYS_prctl, PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except BaseException:

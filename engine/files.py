@@ -135,10 +135,58 @@ def restore(t: Tracee, lay: Layout, files: Files, src: Sources, hand: Handover) 
     t.call("close_range", lib.SYS_close_range, keep + 1, 0xFFFFFFFF, 0)
     temps = removed.Temporary()  # one name per removed file, however many fds open it
     try:
-        _open_all(t, lay, files, temps, src, hand)
+        _open_all(t, lay, list(files.fds), temps, src, hand)
     finally:
         temps.remove()
     _cwd_root(t, lay, files)
+
+
+def _alike(child: Files, parent: Files) -> set[int]:
+    """The child's fds a fork from its rebuilt parent gave it as they are: the parent's fd of
+    that number and close-on-exec flag shares the open file description (or is the same end of
+    a pipe: one description an end at restore, engine.pipes; or the same dup of one alike)."""
+    theirs = {e.fd: e for e in parent.fds}
+    out: set[int] = set()
+    for e in sorted(child.fds, key=lambda e: e.dup):  # dups after the fds they copy
+        p = theirs.get(e.fd)
+        if p is None or (e.cloexec, e.dup, e.dup_of) != (p.cloexec, p.dup, p.dup_of):
+            continue
+        if e.dup:
+            same = e.dup_of in out
+        elif e.pipe:
+            same = (e.pipe, e.flags) == (p.pipe, p.flags)
+        else:
+            same = e.shared != 0 and e.shared == p.shared
+        if same:
+            out.add(e.fd)
+    return out
+
+
+def restore_forked(t: Tracee, lay: Layout, files: Files, parent: Files, src: Sources, hand: Handover) -> None:
+    """The fds of a child forked from its rebuilt parent (it has the parent's, and the
+    handover's pidfd): those alike stay, the parent's others are closed, the rest opened as in
+    restore(); cwd, root and umask set where they are not the parent's."""
+    alike = _alike(files, parent)
+    top = max((e.fd for e in files.fds), default=-1)
+    drop = [e.fd for e in parent.fds if e.fd not in alike]
+    if hand.pidfd <= top:  # a number the child's own fds may need
+        drop.append(hand.pidfd)
+        hand.keep(top + 1)
+    if drop:
+        t.batch([(lib.SYS_close, fd) for fd in drop], must=False)
+    temps = removed.Temporary()
+    try:
+        _open_all(t, lay, [e for e in files.fds if e.fd not in alike], temps, src, hand)
+    finally:
+        temps.remove()
+    if not _same_fs(files, parent):
+        _cwd_root(t, lay, files)
+
+
+def _same_fs(child: Files, parent: Files) -> bool:
+    """Whether cwd, root and umask are the parent's (a forked child has them then)."""
+    return ((child.cwd, child.root, child.umask) == (parent.cwd, parent.root, parent.umask)
+            and not child.HasField("cwd_removed") and not parent.HasField("cwd_removed"))
 
 
 def restore_fs(t: Tracee, lay: Layout, files: Files) -> None:
@@ -149,11 +197,11 @@ def restore_fs(t: Tracee, lay: Layout, files: Files) -> None:
 O_TMPFILE = 0o20200000  # __O_TMPFILE | O_DIRECTORY (uapi asm-generic/fcntl.h)
 
 
-def _open_all(t: Tracee, lay: Layout, files: Files, temps: removed.Temporary, src: Sources,
+def _open_all(t: Tracee, lay: Layout, fds: list[Fd], temps: removed.Temporary, src: Sources,
               hand: Handover) -> None:
     """Every fd at its number: a dup shares the description of the fd it copies, an fd that
     shares one with other tasks gets it from the first of them restored (engine.sharedfds)."""
-    for e in files.fds:
+    for e in fds:
         if e.dup:
             t.call(f"dup3({e.dup_of}, {e.fd})", lib.SYS_dup3, e.dup_of, e.fd, os.O_CLOEXEC if e.cloexec else 0)
             continue

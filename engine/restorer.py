@@ -164,29 +164,33 @@ def _check_main(directory: Path, core: Core) -> None:
 
 def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.SharedAnon, own: int,
              files_of_parent: bool = False, vfork_parent: bool = False,
-             after_mm: Callable[[Tracee, Layout], None] | None = None,
-             inherit: mm.Inherit | None = None) -> tuple[list[Tracee], Layout, Handover]:
+             fork_kids: Callable[[Tracee, Layout, int], None] | None = None,
+             inherit: mm.Inherit | None = None, source: TaskImages | None = None) -> tuple[list[Tracee], Layout, Handover]:
     """Turn the stub into the dumped task (`own`: the pidfd of us it inherited); return its
     other threads (stopped, traced), its scratch layout and its handover. A vfork parent is left
     with both, for its child (_vfork_child). With files_of_parent its fd table is its
-    parent's, which gets the fds, and closes the pidfd, when rebuilt after it. after_mm runs
-    once the memory is whole, before anything else (a parent forks there: engine.cow); a task
-    so forked keeps what `inherit` says of it."""
+    parent's, which gets the fds, and closes the pidfd, when rebuilt after it. fork_kids runs
+    once its memory, fds and sigactions are whole, before its threads, creds and filters (a
+    parent forks there: engine.cow); a task so forked from `source` keeps what `inherit` says
+    of its memory, and what it has of the source's alike."""
     core = img.core
     hand = Handover(t, own)
     cpu.unregister_rseq(t)
     lay = mm.prepare(t, img.mm, inherit.areas if inherit else None)
     mm.restore(t, lay, img.mm, img.runs, img.pages, shared_anon, hand, inherit)
-    if after_mm is not None:
-        after_mm(t, lay)
     if files_of_parent:
         files.restore_fs(t, lay, img.files)
+    elif source is not None:
+        files.restore_forked(t, lay, img.files, source.files, src, hand)
     else:
         files.restore(t, lay, img.files, src, hand)  # sessions and groups: the plan made them
-        if not vfork_parent:
-            hand.close()
-    threads.set_name(t, lay, core.comm)
-    signals.restore(t, lay, core)
+    if source is None or source.core.comm != core.comm:
+        threads.set_name(t, lay, core.comm)
+    signals.restore(t, lay, core, inherited=list(source.core.sigactions) if source is not None else ())
+    if fork_kids is not None:
+        fork_kids(t, lay, hand.pidfd)  # they inherit the pidfd of us too, at its number
+    if not files_of_parent and not vfork_parent:
+        hand.close()
     # Threads before the parts: creating one with its tid needs privileges creds may drop.
     # They get their own credentials and filters there (engine.threads); the task part then
     # gives the main thread its own. The stub's pdeathsig (SIGKILL while we work) is replaced
@@ -231,20 +235,21 @@ def _vfork_child(t: Tracee, lay: Layout, hand: Handover, parent: TaskImages, img
     return c
 
 
-def _forker(ck: Checkpoint, pid: int, forked: list[tuple[int, Tracee]],
-            traced: list[Tracee]) -> Callable[[Tracee, Layout], None] | None:
-    """What task pid does once its memory is rebuilt: fork its children that share pages
-    with it (engine.cow), each put in its session and group at once; None if it has none."""
+def _forker(ck: Checkpoint, pid: int, forked: list[tuple[int, Tracee, int]],
+            traced: list[Tracee]) -> Callable[[Tracee, Layout, int], None] | None:
+    """What task pid does once its memory, fds and sigactions are rebuilt: fork its children
+    that share pages with it (engine.cow), each put in its session and group at once; None if
+    it has none. Each is listed with the number of the pidfd of us it inherited."""
     kids = sorted(k for k, parent in ck.forks.items() if parent == pid)
     if not kids:
         return None
     table = ck.table
 
-    def fork(t: Tracee, lay: Layout) -> None:
+    def fork(t: Tracee, lay: Layout, pidfd: int) -> None:
         for kid in kids:
             c = cow.fork(t, lay, table.rows[kid].nspids, kid)
             traced.append(c)  # at once: a failure kills it with the rest
-            forked.append((kid, c))
+            forked.append((kid, c, pidfd))
             vfork.place(c, table.rows[kid], table.rows[pid], table)
     return fork
 
@@ -372,20 +377,25 @@ def _build(ck: Checkpoint, planned: Table, plan: Plan, made: Pipes, ns: Namespac
         threads_of: dict[int, list[Tracee]] = {}
         for pid in _rebuild_order(table, leaders):
             t, child = leaders[pid], ck.vforks.get(pid)
-            forked: list[tuple[int, Tracee]] = []
+            forked: list[tuple[int, Tracee, int]] = []
             threads_of[pid], lay, hand = _rebuild(t, tasks[pid], src, shared_anon, own, table.rows[pid].files_of_parent,
                                                   vfork_parent=child is not None,
-                                                  after_mm=_forker(ck, pid, forked, traced))
+                                                  fork_kids=_forker(ck, pid, forked, traced))
             traced += threads_of[pid]
             if child is not None:
                 c = _vfork_child(t, lay, hand, tasks[pid], tasks[child.pid], table, child, src, traced)
                 leaders[child.pid], threads_of[child.pid], pids[child.pid] = c, [], c.pid
-            for kid, c in forked:
-                img, source = tasks[kid], tasks[pid]
+            todo = [(kid, c, pidfd, pid) for kid, c, pidfd in forked]
+            while todo:  # each forked task forks its own children in turn
+                kid, c, pidfd, forker = todo.pop()
+                img, source = tasks[kid], tasks[forker]
                 inherit = cow.inherit(img.mm, img.runs, img.inherited, source.mm, source.runs)
-                threads_of[kid], _, _ = _rebuild(c, img, src, shared_anon, own, inherit=inherit)
+                more: list[tuple[int, Tracee, int]] = []
+                threads_of[kid], _, _ = _rebuild(c, img, src, shared_anon, pidfd, inherit=inherit, source=source,
+                                                 fork_kids=_forker(ck, kid, more, traced))
                 traced += threads_of[kid]
                 leaders[kid], pids[kid] = c, c.pid
+                todo += [(k, cc, fd, kid) for k, cc, fd in more]
         for n in ns.namespaces:
             namespaces.finish(leaders[n.creator], n)
         # Every task is whole before any runs again; a stopped one gets its stop signal

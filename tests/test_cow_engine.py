@@ -1,7 +1,8 @@
 """Pages a child shares copy-on-write with its parent, through the ckpt engine (engine.cow): the
 dump lists them, the restore forks the child from its rebuilt parent so that they are one
 physical page again (pagemap PFNs), while the pages either task wrote, and those the child
-dropped, stay its own. A child the plan must make (it has a child of its own) gets copies and
+dropped, stay its own; the fds the fork gave it stay one open file description with the
+parent's, the others are closed or opened. A child the plan must make (it has a child of its own) gets copies and
 the same contents. Inherited pages the images do not hold are refused before any process."""
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 
 import engine
 from cbuild import compile_c
-from engine import cli, cow, images, mm
+from engine import cli, cow, images, mm, sharedfds
 from engine.images.mm_pb2 import PageRun
 from engine.restorer import load
 from tests.reaping import kill_all, wait_gone
@@ -31,12 +32,15 @@ PARENT_WROTE, CHILD_WROTE, CHILD_DROPPED = range(0, 4), range(8, 16), range(16, 
 SHARED = [p for p in range(PAGES) if p not in (*PARENT_WROTE, *CHILD_WROTE, *CHILD_DROPPED)]
 
 # The root maps a private area, fills it and forks C; C rewrites pages 8-15, drops pages 16-19
-# (MADV_DONTNEED) and, with argv[2] "deep", forks a grandchild that only sleeps. The root
-# rewrites pages 0-3. Both note their pid and sleep.
+# (MADV_DONTNEED) and, with argv[2] "deep", forks a grandchild that only sleeps, with "zombie"
+# one that exits at once (C leaves it a zombie). The root rewrites pages 0-3. Both note their
+# pid and sleep.
 COW_C = r"""
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define BASE 0x1D0000000000UL
@@ -46,6 +50,12 @@ static void fill(char *at, unsigned long pages, char seed)
 {
     for (unsigned long i = 0; i < pages * PG; i++)
         at[i] = (char)(seed + i / PG + i % 251);
+}
+
+/* fd moved to number to (nonzero on failure). */
+static int moved(int fd, int to)
+{
+    return fd < 0 || dup2(fd, to) != to || close(fd);
 }
 
 static void note(const char *dir, const char *name)
@@ -65,16 +75,36 @@ int main(int argc, char **argv)
     char *a = mmap((void *)BASE, 32 * PG, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 
+    char path[512];
+    int p[2];
+
     if (argc < 3 || a != (char *)BASE)
+        return 1;
+    snprintf(path, sizeof(path), "%s/both", argv[1]);
+    /* Both keep fds 30 (a file) and 31-32 (a pipe); the child drops 33 and opens 34. */
+    if (pipe(p) || dup2(p[0], 31) != 31 || dup2(p[1], 32) != 32 || close(p[0]) || close(p[1]) ||
+        moved(open(path, O_RDWR | O_CREAT, 0600), 30) || dup2(30, 33) != 33)
         return 1;
     fill(a, 32, 1);
     if (fork() == 0) {
+        snprintf(path, sizeof(path), "%s/own", argv[1]);
+        if (close(33) || moved(open(path, O_RDWR | O_CREAT, 0600), 34))
+            _exit(2);
         fill(a + 8 * PG, 8, 50);
         if (madvise(a + 16 * PG, 4 * PG, MADV_DONTNEED))
             _exit(2);
-        if (!strcmp(argv[2], "deep") && fork() == 0)
-            for (;;)
-                pause();
+        if (strcmp(argv[2], "leaf")) {
+            pid_t g = fork();
+            siginfo_t si;
+
+            if (g == 0 && !strcmp(argv[2], "deep"))
+                for (;;)
+                    pause();
+            if (g == 0)
+                _exit(0);
+            if (g < 0 || (strcmp(argv[2], "deep") && waitid(P_PID, g, &si, WEXITED | WNOWAIT)))
+                _exit(2);
+        }
         note(argv[1], "child");
         for (;;)
             pause();
@@ -122,6 +152,12 @@ def _frames(pid: int) -> list[int | None]:
     return [e & ((1 << 55) - 1) if e >> 63 else None for e in entries]
 
 
+def _fds(pid: int) -> dict[int, str]:
+    """fd -> what it names (a pipe by kind only: the restore makes new ones)."""
+    links = {int(n): os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}
+    return {n: "pipe" if link.startswith("pipe:") else link for n, link in links.items()}
+
+
 def _contents(pid: int) -> bytes:
     """The area's bytes (a read maps the zero page where a page was absent)."""
     with open(f"/proc/{pid}/mem", "rb") as f:
@@ -160,6 +196,8 @@ def test_dump_lists_shared_pages_and_restore_shares_them_again(running: tuple[in
     root, child, work = running
     assert _sharing(root, child) == (SHARED, list(CHILD_DROPPED))  # what the program made
     before = _contents(root), _contents(child)
+    fds = _fds(root), _fds(child)
+    assert set(fds[0]) - set(fds[1]) == {33} and set(fds[1]) - set(fds[0]) == {34}
     pids = _tree(root)
     engine.dump([root], work / "img")
     _, maps = images.read(images.path_of(work / "img", "pagemap"), "pagemap")
@@ -175,6 +213,9 @@ def test_dump_lists_shared_pages_and_restore_shares_them_again(running: tuple[in
     assert back == root and _tree(root) == pids
     assert _sharing(root, child) == (SHARED, list(CHILD_DROPPED))  # before a read maps the zero page there
     assert (_contents(root), _contents(child)) == before
+    assert (_fds(root), _fds(child)) == fds
+    for fd in (30, 31, 32):  # the fork gave them: one open file description in both again
+        assert sharedfds.same(root, fd, child, fd)
     # Still copy-on-write: a store by one is not seen by the other.
     with open(f"/proc/{child}/mem", "r+b") as f:
         f.seek(BASE + 5 * PAGE)
@@ -184,14 +225,30 @@ def test_dump_lists_shared_pages_and_restore_shares_them_again(running: tuple[in
 
 
 @pytest.mark.parametrize("running", ["deep"], indirect=True)
+def test_forked_child_forks_its_own(running: tuple[int, int, Path]) -> None:
+    root, child, work = running
+    pids = _tree(root)
+    grandchild = next(p for p in pids if p not in (root, child))
+    before = _contents(root), _contents(child), _contents(grandchild)
+    engine.dump([root], work / "img")
+    assert load(work / "img").forks == {child: root, grandchild: child}
+    wait_gone(pids)
+    engine.restore(work / "img")
+    assert _tree(root) == pids
+    assert _sharing(root, child) == (SHARED, list(CHILD_DROPPED))
+    # The grandchild was forked after the drop: it shares every page the child has.
+    assert _sharing(child, grandchild) == ([p for p in range(PAGES) if p not in CHILD_DROPPED], list(CHILD_DROPPED))
+    assert (_contents(root), _contents(child), _contents(grandchild)) == before
+
+
+@pytest.mark.parametrize("running", ["zombie"], indirect=True)
 def test_child_the_plan_makes_gets_copies(running: tuple[int, int, Path]) -> None:
     root, child, work = running
     before = _contents(root), _contents(child)
     pids = _tree(root)
     assert len(pids) == 3
     engine.dump([root], work / "img")
-    grandchild = next(p for p in pids if p not in (root, child))
-    assert load(work / "img").forks == {grandchild: child}  # a leaf: it shares pages with the child
+    assert load(work / "img").forks == {}  # the plan makes the zombie, so its parent too
     wait_gone(pids)
     engine.restore(work / "img")
     assert _tree(root) == pids
