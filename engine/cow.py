@@ -47,10 +47,12 @@ def _twin(v: Vma, parent: dict[tuple[int, int], Vma]) -> Vma | None:
     p = parent.get((v.start, v.end))
     if p is None or v.perms[3] != "p" or v.memfd or v.path in mm.KERNEL_AREAS:
         return None
-    if (p.perms, p.pgoff, p.path, p.memfd) != (v.perms, v.pgoff, v.path, v.memfd):
+    if p.perms != v.perms or p.pgoff != v.pgoff or p.path != v.path or p.memfd:
         return None
-    pflags, flags = set(p.vmflags.split()), set(v.vmflags.split())
-    if pflags & set(NOT_FORKED) or pflags - set(UNLOCKED) != flags - set(UNLOCKED):
+    pflags = p.vmflags.split()
+    if any(f in pflags for f in NOT_FORKED):
+        return None
+    if p.vmflags != v.vmflags and set(pflags) - set(UNLOCKED) != set(v.vmflags.split()) - set(UNLOCKED):
         return None
     return p
 

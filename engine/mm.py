@@ -163,11 +163,13 @@ def _anon_name(path: str) -> str | None:
     return path[len("[anon:"):-1] if path.startswith("[anon:") and path.endswith("]") else None
 
 
-def prepare(t: Tracee, mm: Mm, keep: list[Vma] | None = None) -> Layout:
+def prepare(t: Tracee, mm: Mm, keep: list[Vma] | None = None, like: Mm | None = None) -> Layout:
     """Empty the stub's address space but its vDSO block (and the areas to `keep`: a forked
     task's inherited ones, engine.cow), move that block where the task had it, and map a
-    scratch area in a hole of the dumped layout."""
-    have = _block([(a.start, a.end, a.path) for a in proc.maps(t.pid)])
+    scratch area in a hole of the dumped layout. `like`: the memory the task was forked with,
+    rebuilt (its vDSO block is where that one's was dumped), else /proc says where it is."""
+    areas = [(v.start, v.end, v.path) for v in like.vmas] if like else [(a.start, a.end, a.path) for a in proc.maps(t.pid)]
+    have = _block(areas)
     want = _block([(v.start, v.end, v.path) for v in mm.vmas])
     kept = sorted([*have.values(), *((v.start, v.end) for v in keep or ())])
     gaps, at = [], PAGE

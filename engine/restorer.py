@@ -176,7 +176,7 @@ def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.Sha
     core = img.core
     hand = Handover(t, own)
     cpu.unregister_rseq(t)
-    lay = mm.prepare(t, img.mm, inherit.areas if inherit else None)
+    lay = mm.prepare(t, img.mm, inherit.areas if inherit else None, source.mm if source else None)
     mm.restore(t, lay, img.mm, img.runs, img.pages, shared_anon, hand, inherit)
     if files_of_parent:
         files.restore_fs(t, lay, img.files)
