@@ -172,36 +172,8 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
     try:
         # Every task is stopped before any is read, and stays stopped until all are written.
         frozen, pairs = _freeze(roots, cgroup)  # pairs: they set the entries' vfork fields
-        made = namespaces.dump(frozen)  # before the table: it sets the entries' ns_flags
-        stops.mark(frozen)  # before the table too: it sets stop_collected
-        _mark_fd_tables(frozen)  # and files_of_parent
-        table = frozen.table()
-        vfork.planned(table_of(table), vfork.children(table))  # refuse here what the restore cannot make
-        pipe_data: dict[int, PipeData] = {}
-        per_task: dict[str, list[Message]] = {k.name: [] for k in images.KINDS.values() if k.per_task}
-        vforked = {p.child.pid for p in pairs.values()}
-        holders: list[tuple[int, Files]] = []  # a thread of each task (its fd table), its fds
-        kernel = _sighands(frozen)
-        for pid, task in frozen.tasks.items():
-            if task.acting is not None:
-                _dump_task(task, out, pipe_data, per_task, own_memory=pid not in vforked,
-                           sighand=kernel.get(task.acting.tgid))
-                holders.append((task.acting.pid, cast(Files, per_task["files"][-1])))
-            elif task.in_vfork:
-                vfork.dump_parent(pairs[pid], out, pipe_data, per_task)
-                # Its child was born with copies of its fds: one description each, as for a fork.
-                holders.append((pid, cast(Files, per_task["files"][-1])))
-        sharedfds.mark(holders)  # across tasks: once every fd is recorded
-        cow.mark(frozen, per_task, vforked | set(pairs))  # once every task's memory is stored
-        for kind, entries in per_task.items():
-            images.write(images.path_of(out, kind), kind, entries)
-        images.write(images.path_of(out, "tree"), "tree", [table])
-        images.write(images.path_of(out, "pipes"), "pipes", list(pipe_data.values()))
-        images.write(images.path_of(out, "ns"), "ns", [made])
-        live = [pid for pid, task in frozen.tasks.items() if not task.zombie]
-        inv = Inventory(engine_version=VERSION, kernel=os.uname().release, roots=frozen.roots, pids=live,
-                        kinds=sorted(images.KINDS))
-        images.write(images.path_of(out, "inventory"), "inventory", [inv])
+        with proc.held():  # all frozen from here: their stat and status stay as read
+            _write(frozen, pairs, out)
     except BaseException:
         for p in out.iterdir():
             p.unlink()
@@ -215,3 +187,37 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
         # Still stopped (or asleep in vfork): they never run again.
         tree.kill(frozen)
     return frozen.roots
+
+
+def _write(frozen: tree.Frozen, pairs: dict[int, vfork.Pair], out: Path) -> None:
+    """Every image of the frozen trees."""
+    made = namespaces.dump(frozen)  # before the table: it sets the entries' ns_flags
+    stops.mark(frozen)  # before the table too: it sets stop_collected
+    _mark_fd_tables(frozen)  # and files_of_parent
+    table = frozen.table()
+    vfork.planned(table_of(table), vfork.children(table))  # refuse here what the restore cannot make
+    pipe_data: dict[int, PipeData] = {}
+    per_task: dict[str, list[Message]] = {k.name: [] for k in images.KINDS.values() if k.per_task}
+    vforked = {p.child.pid for p in pairs.values()}
+    holders: list[tuple[int, Files]] = []  # a thread of each task (its fd table), its fds
+    kernel = _sighands(frozen)
+    for pid, task in frozen.tasks.items():
+        if task.acting is not None:
+            _dump_task(task, out, pipe_data, per_task, own_memory=pid not in vforked,
+                       sighand=kernel.get(task.acting.tgid))
+            holders.append((task.acting.pid, cast(Files, per_task["files"][-1])))
+        elif task.in_vfork:
+            vfork.dump_parent(pairs[pid], out, pipe_data, per_task)
+            # Its child was born with copies of its fds: one description each, as for a fork.
+            holders.append((pid, cast(Files, per_task["files"][-1])))
+    sharedfds.mark(holders)  # across tasks: once every fd is recorded
+    cow.mark(frozen, per_task, vforked | set(pairs))  # once every task's memory is stored
+    for kind, entries in per_task.items():
+        images.write(images.path_of(out, kind), kind, entries)
+    images.write(images.path_of(out, "tree"), "tree", [table])
+    images.write(images.path_of(out, "pipes"), "pipes", list(pipe_data.values()))
+    images.write(images.path_of(out, "ns"), "ns", [made])
+    live = [pid for pid, task in frozen.tasks.items() if not task.zombie]
+    inv = Inventory(engine_version=VERSION, kernel=os.uname().release, roots=frozen.roots, pids=live,
+                    kinds=sorted(images.KINDS))
+    images.write(images.path_of(out, "inventory"), "inventory", [inv])

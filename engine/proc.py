@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 from engine.errors import CkptError, ProcessGone
 from native import ffi, lib
@@ -39,7 +41,32 @@ def read(pid: int, name: str) -> str:
     return _read(pid, name)
 
 
+_HELD = ("stat", "status")  # what held() keeps
+_held: dict[tuple[int, str], str] | None = None
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """Within: each task's stat and status are read once and kept (its state cannot change
+    while it is frozen: a dump reads them a dozen times a task)."""
+    global _held
+    _held = {}
+    try:
+        yield
+    finally:
+        _held = None
+
+
 def _read(pid: int, name: str) -> str:
+    if _held is not None and name in _HELD:
+        text = _held.get((pid, name))
+        if text is None:
+            text = _held[(pid, name)] = _read_now(pid, name)
+        return text
+    return _read_now(pid, name)
+
+
+def _read_now(pid: int, name: str) -> str:
     try:
         # errors="replace": a task may name itself with any bytes (comm is not UTF-8 by contract).
         with open(f"/proc/{pid}/{name}", errors="replace") as f:
