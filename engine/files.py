@@ -72,7 +72,7 @@ def _dump_path_fd(pid: int, fd: int, link: str, live: list[str]) -> Fd:
     # An O_PATH fd is reopened by its path whatever it names: no I/O state to carry.
     if not opath and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISCHR(st.st_mode)):
         raise Unsupported(f"pid {pid}: fd {fd} is {link} (mode {st.st_mode:o})")
-    if not opath and proc.fs_type(f"/proc/{pid}/fd/{fd}") == MQUEUE_MAGIC:
+    if not opath and stat.S_ISREG(st.st_mode) and proc.fs_type(f"/proc/{pid}/fd/{fd}", st.st_dev) == MQUEUE_MAGIC:
         raise Unsupported(f"pid {pid}: fd {fd} ({link}) is a POSIX message queue: not supported yet")
     entry = Fd(fd=fd, cloexec=bool(flags & os.O_CLOEXEC), path=link, flags=flags & ~os.O_CLOEXEC,
                pos=int(info["pos"]), mode=st.st_mode, dev=st.st_dev, ino=st.st_ino)
@@ -91,16 +91,26 @@ def _dump_path_fd(pid: int, fd: int, link: str, live: list[str]) -> Fd:
     return entry
 
 
+def _kind(e: Fd) -> tuple[int, int, int]:
+    """What the fds of one open file description have in common: the file's device and inode
+    (files by path, memfds), the pipe; kernel fds have neither, and kcmp alone tells them apart."""
+    return e.dev, e.ino, e.pipe
+
+
 def _share(pid: int, fds: list[Fd]) -> dict[int, int]:
-    """fd -> the first fd sharing its open file description."""
+    """fd -> the first fd sharing its open file description (kcmp within each kind of fd)."""
     first: dict[int, int] = {}
-    for i, a in enumerate(fds):
-        if a.fd in first:
-            continue
-        first[a.fd] = a.fd
-        for b in fds[i + 1:]:
-            if b.fd not in first and sharedfds.same(pid, a.fd, pid, b.fd):
-                first[b.fd] = a.fd
+    kinds: dict[tuple[int, int, int], list[Fd]] = {}
+    for e in fds:
+        kinds.setdefault(_kind(e), []).append(e)
+    for group in kinds.values():
+        for i, a in enumerate(group):
+            if a.fd in first:
+                continue
+            first[a.fd] = a.fd
+            for b in group[i + 1:]:
+                if b.fd not in first and sharedfds.same(pid, a.fd, pid, b.fd):
+                    first[b.fd] = a.fd
     return first
 
 

@@ -26,6 +26,7 @@ SCAN_PAGES = 4096  # regions per PAGEMAP_SCAN call
 CHUNK = 4 << 20  # bytes per read and per write
 BUFFERS = 3  # read buffers once threaded: one being read into, one being written, one spare
 THREADED = 8 << 20  # bytes written in line before the writer thread starts: small tasks need none
+GATHER = 1 << 20  # bytes of small pieces written at once
 SPLICED = 256 << 10  # runs from this size are spliced (below it the pipe's setup costs more than a copy)
 PIPE = 1 << 20  # bytes a pipe holds: fs.pipe-max-size, which only CAP_SYS_RESOURCE may pass
 PIPES = 2  # pipes the task fills in turn
@@ -73,6 +74,8 @@ class _Sink:
         self.writer: threading.Thread | None = None
         self.error: Exception | None = None
         self.never_threaded = False  # set once pages are spliced: they go in line
+        self.gathered: list[bytes] = []  # pieces not written yet (in line, before any splice)
+        self.gathered_n = 0
 
     def buffer(self) -> Any:
         """A read buffer of CHUNK bytes, free to fill (once threaded, maybe after a wait)."""
@@ -89,12 +92,30 @@ class _Sink:
         if self.todo is not None:
             self.todo.put((data, n))
             return
-        self._write(data, n)
+        if isinstance(data, bytes) and not self.never_threaded:
+            # Small pieces (a small task's, or shared pages read one run at a time) go out
+            # together: one write instead of one a piece.
+            self.gathered.append(data)
+            self.gathered_n += n
+            if self.gathered_n >= GATHER:
+                self._out()
+        else:
+            self._out()
+            self._write(data, n)
         if self.done >= THREADED and not self.never_threaded:
+            self._out()
             self._thread()
+
+    def _out(self) -> None:
+        """Write what was gathered."""
+        if self.gathered:
+            data = b"".join(self.gathered)
+            self.gathered, self.gathered_n = [], 0
+            self._write(data, len(data))
 
     def in_line(self) -> None:
         """From now on write in line: stop the writer thread, if any, once it wrote what it has."""
+        self._out()  # before anything spliced
         self.never_threaded = True
         if self.writer is not None and self.todo is not None:
             self.todo.put(None)
@@ -135,6 +156,10 @@ class _Sink:
 
     def close(self) -> None:
         """Wait for the writer to finish, close the file (if made); an error it met is raised."""
+        try:
+            self._out()
+        except OSError as e:
+            self.error = self.error or e
         if self.writer is not None and self.todo is not None:
             self.todo.put(None)
             self.writer.join()

@@ -43,18 +43,21 @@ def read(pid: int, name: str) -> str:
 
 _HELD = ("stat", "status")  # what held() keeps
 _held: dict[tuple[int, str], str] | None = None
+_types: dict[int, int] = {}  # device -> its file system magic, within held()
 
 
 @contextmanager
 def held() -> Iterator[None]:
     """Within: each task's stat and status are read once and kept (its state cannot change
-    while it is frozen: a dump reads them a dozen times a task)."""
+    while it is frozen: a dump reads them a dozen times a task), and so is the file system
+    type of each device fs_type is asked about."""
     global _held
     _held = {}
     try:
         yield
     finally:
         _held = None
+        _types.clear()
 
 
 def _read(pid: int, name: str) -> str:
@@ -158,9 +161,15 @@ def fdinfo(pid: int, fd: int) -> dict[str, str]:
         return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in f if ":" in line)}
 
 
-def fs_type(path: str) -> int:
-    """The magic number of the file system a path (a /proc link, followed) is on."""
+def fs_type(path: str, dev: int | None = None) -> int:
+    """The magic number of the file system a path (a /proc link, followed) is on; with its
+    device, asked once a device within held() (device numbers are reused after an unmount:
+    not longer)."""
+    if dev is not None and _held is not None and dev in _types:
+        return _types[dev]
     buf = ffi.new("struct statfs *")
     if lib.statfs(path.encode(), buf) < 0:
         raise CkptError(f"statfs({path}): {os.strerror(ffi.errno)}")
+    if dev is not None and _held is not None:
+        _types[dev] = int(buf.f_type)
     return int(buf.f_type)
