@@ -86,9 +86,12 @@ def _shared(child: int, parent: int, cmm: Mm, pmm: Mm, runs: list[PageRun]) -> l
     try:
         pfd = os.open(f"/proc/{parent}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
         try:
+            alike: dict[int, bool] = {}  # area index -> it has a twin
             for r in runs:
-                v = cmm.vmas[bisect.bisect_right(starts, r.vaddr) - 1]
-                if _twin(v, twins) is None:
+                k = bisect.bisect_right(starts, r.vaddr) - 1
+                if k not in alike:
+                    alike[k] = _twin(cmm.vmas[k], twins) is not None
+                if not alike[k]:
                     continue
                 # Within the stored run (one area): never across runs, as the restore checks.
                 out += [PageRun(vaddr=r.vaddr + first * PAGE, nr_pages=n)
@@ -128,12 +131,15 @@ def check(path: str, pid: int, cmm: Mm, runs: list[PageRun], inherited: list[Pag
     twins = {(v.start, v.end): v for v in pmm.vmas}
     stored = sorted((r.vaddr, r.vaddr + r.nr_pages * PAGE) for r in runs)
     starts = [v.start for v in cmm.vmas]
+    alike: dict[int, bool] = {}  # area index -> it has a twin
     for r in inherited:
         end = r.vaddr + r.nr_pages * PAGE
         i = bisect.bisect_right(stored, (r.vaddr, 1 << 64)) - 1
         k = bisect.bisect_right(starts, r.vaddr) - 1
         v = cmm.vmas[k] if k >= 0 else None
-        if i < 0 or stored[i][1] < end or v is None or v.end < end or _twin(v, twins) is None:
+        if v is not None and k not in alike:
+            alike[k] = _twin(v, twins) is not None
+        if i < 0 or stored[i][1] < end or v is None or v.end < end or not alike[k]:
             raise images.ImageError(path, 0, f"task {pid}: inherited pages [{r.vaddr:#x}, {end:#x}) are not stored "
                                     "pages of an area its parent has alike")
 

@@ -177,12 +177,16 @@ def prepare(t: Tracee, mm: Mm, keep: list[Vma] | None = None, like: Mm | None = 
         if s > at:
             gaps.append((at, s - at))
         at = max(at, e)
-    t.batch([(lib.SYS_munmap, s, n) for s, n in gaps], [f"munmap(at {s:#x})" for s, _ in gaps])
-    _move_vdso(t, have, want)
+    calls = [(lib.SYS_munmap, s, n) for s, n in gaps]
+    what = [f"munmap(at {s:#x})" for s, _ in gaps]
     at = _hole(list(mm.vmas), SCRATCH)
-    got = t.call("mmap(scratch)", lib.SYS_mmap, at, SCRATCH, mmap.PROT_READ | mmap.PROT_WRITE,
-                 mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | lib.MAP_FIXED_NOREPLACE, -1, 0)
-    return Layout(got, SCRATCH)
+    scratch = (lib.SYS_mmap, at, SCRATCH, mmap.PROT_READ | mmap.PROT_WRITE,
+               mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | lib.MAP_FIXED_NOREPLACE, -1, 0)
+    if have == want:  # the block stays: the scratch area goes in the same batch
+        return Layout(t.batch([*calls, scratch], [*what, "mmap(scratch)"])[-1], SCRATCH)
+    t.batch(calls, what)
+    _move_vdso(t, have, want)
+    return Layout(t.batch([scratch], ["mmap(scratch)"])[0], SCRATCH)
 
 
 def open_in(t: Tracee, lay: Layout, path: str, flags: int) -> int:

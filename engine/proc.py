@@ -91,6 +91,17 @@ def status(pid: int) -> dict[str, str]:
     return {k: v.strip() for k, _, v in (line.partition(":") for line in _read(pid, "status").splitlines())}
 
 
+def status_field(pid: int, key: str) -> str | None:
+    """One field of /proc/PID/status (None when absent), without parsing the rest."""
+    text = "\n" + _read(pid, "status")
+    at = text.find(f"\n{key}:")
+    if at < 0:
+        return None
+    start = at + len(key) + 2
+    end = text.find("\n", start)
+    return text[start:end if end >= 0 else len(text)].strip()
+
+
 def levels(st: dict[str, str], key: str, default: int) -> list[int]:
     """An id at every pid namespace level, outermost first (NSpid, NSpgid, NSsid of status)."""
     return [int(x) for x in st[key].split()] if key in st else [default]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar, cast
 
@@ -105,6 +105,11 @@ class Checkpoint:
     took: set[int]  # stopped tasks whose parent took their stop report (engine.stops)
     vforks: dict[int, vfork.Child]  # tasks asleep in vfork, with the child each one makes
     forks: dict[int, int]  # tasks their rebuilt parent forks (engine.cow) -> that parent
+    forked_by: dict[int, list[int]] = field(default_factory=dict)  # the other way round, by pid
+
+    def __post_init__(self) -> None:
+        for kid, parent in sorted(self.forks.items()):
+            self.forked_by.setdefault(parent, []).append(kid)
 
 
 def load(directory: Path) -> Checkpoint:
@@ -240,7 +245,7 @@ def _forker(ck: Checkpoint, pid: int, forked: list[tuple[int, Tracee, int]],
     """What task pid does once its memory, fds and sigactions are rebuilt: fork its children
     that share pages with it (engine.cow), each put in its session and group at once; None if
     it has none. Each is listed with the number of the pidfd of us it inherited."""
-    kids = sorted(k for k, parent in ck.forks.items() if parent == pid)
+    kids = ck.forked_by.get(pid)
     if not kids:
         return None
     table = ck.table

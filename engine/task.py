@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from typing import Sequence
 
 from engine import proc, seccomp
 from engine.errors import CkptError, Unsupported
@@ -274,13 +275,16 @@ def _creds_restore(t: Tracee, lay: Layout, c: Creds) -> None:
     _capset(t, lay, c.cap_eff, c.cap_prm, c.cap_inh)
 
 
-def _own(t: Tracee, lay: Layout, personality: int, no_new_privs: bool, creds: Creds) -> None:
-    """What a thread has of its own but filters: personality, no_new_privs, then credentials."""
-    if proc.status(t.pid).get("NoNewPrivs") == "1" and not no_new_privs:
+def _own(t: Tracee, lay: Layout, personality: int, no_new_privs: bool, creds: Creds,
+         first: Sequence[tuple[str, Sequence[int]]] = ()) -> None:
+    """What a thread has of its own but filters: personality, no_new_privs, then credentials;
+    the calls `first` (name, (nr, args...)) go in one batch with the first two."""
+    if proc.status_field(t.pid, "NoNewPrivs") == "1" and not no_new_privs:
         raise CkptError(f"pid {t.pid}: the restorer runs with no_new_privs, which cannot be cleared")
-    t.call("personality", lib.SYS_personality, personality)
+    calls = [*first, ("personality", (lib.SYS_personality, personality))]
     if no_new_privs:
-        _prctl(t, "PR_SET_NO_NEW_PRIVS", PR_SET_NO_NEW_PRIVS, 1)
+        calls.append(("prctl(PR_SET_NO_NEW_PRIVS)", (lib.SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)))
+    t.batch([c for _, c in calls], [w for w, _ in calls])
     _creds_restore(t, lay, creds)
 
 
@@ -300,18 +304,24 @@ def restore(t: Tracee, lay: Layout, msg: Task) -> None:
     if msg.seccomp_mode == seccomp.SECCOMP_MODE_STRICT:
         raise Unsupported(f"pid {msg.pid}: seccomp strict mode (SECCOMP_MODE_STRICT)")
     _rlimits(t, lay, list(msg.rlimits))
-    thp_switch(t, msg)
+    first: list[tuple[str, Sequence[int]]] = []
     if msg.thp_disable & 1:
+        thp_switch(t, msg)
         _unhuge(t, msg.thp_disable)
+    else:
+        first.append(("prctl(PR_SET_THP_DISABLE)", (lib.SYS_prctl, PR_SET_THP_DISABLE, 0, 0, 0, 0)))
     # Set even when dumped empty: the stub's C library registered its own, in memory that
     # is gone now (or, worse, taken by one of the task's areas the kernel would write to).
-    t.batch([(lib.SYS_set_robust_list, msg.robust_list, msg.robust_len or ROBUST_HEAD_SIZE),
-             (lib.SYS_set_tid_address, msg.clear_tid)], ["set_robust_list", "set_tid_address"])
-    _own(t, lay, msg.personality, msg.no_new_privs, msg.creds)
+    first += [("set_robust_list", (lib.SYS_set_robust_list, msg.robust_list, msg.robust_len or ROBUST_HEAD_SIZE)),
+              ("set_tid_address", (lib.SYS_set_tid_address, msg.clear_tid))]
+    _own(t, lay, msg.personality, msg.no_new_privs, msg.creds, first)
     # dumpable belongs to the mm, but every thread's change of credentials resets it.
+    pdeathsig = (lib.SYS_prctl, PR_SET_PDEATHSIG, msg.pdeathsig, 0, 0, 0)
     if msg.dumpable in (0, 1):
-        _prctl(t, "PR_SET_DUMPABLE", PR_SET_DUMPABLE, msg.dumpable)
-    elif _prctl(t, "PR_GET_DUMPABLE", PR_GET_DUMPABLE) != msg.dumpable:
+        t.batch([(lib.SYS_prctl, PR_SET_DUMPABLE, msg.dumpable, 0, 0, 0), pdeathsig],
+                ["prctl(PR_SET_DUMPABLE)", "prctl(PR_SET_PDEATHSIG)"])
+        return
+    if _prctl(t, "PR_GET_DUMPABLE", PR_GET_DUMPABLE) != msg.dumpable:
         # 2 (SUID_DUMP_ROOT) only comes from fs.suid_dumpable on a change of credentials.
         raise CkptError(f"pid {t.pid}: dumpable was {msg.dumpable}, which prctl cannot set")
-    _prctl(t, "PR_SET_PDEATHSIG", PR_SET_PDEATHSIG, msg.pdeathsig)
+    t.batch([pdeathsig], ["prctl(PR_SET_PDEATHSIG)"])
