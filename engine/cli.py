@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     except CkptError as e:
         print(f"ckpt: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went (`ckpt show DIR | head`): nothing more to say, and nothing at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -88,6 +88,15 @@ def test_dump_leave_running_stores_memory_exactly(running: tuple[int, Path], tmp
     doc = json.loads(shown.stdout)
     assert doc["inventory.img"]["entries"][0]["roots"] == [pid]
     assert doc[f"pages-{pid}.img"]["pages"] == len(pages) // images.PAGE_SIZE
+    # A reader gone (`| head -1`): no traceback, a zero exit.
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        cut = subprocess.run([sys.executable, "-m", "engine.cli", "show", str(d)], stdout=w, stderr=subprocess.PIPE,
+                             text=True)
+    finally:
+        os.close(w)
+    assert (cut.returncode, cut.stderr) == (0, "")
 
 
 def _rseq_area(pid: int) -> tuple[int, int]:
