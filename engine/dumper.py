@@ -10,7 +10,8 @@ from typing import Sequence, cast
 
 from google.protobuf.message import Message
 
-from engine import asleep, cow, cpu, fdtables, files, images, mm, namespaces, proc, sharedfds, signals, stops, threads, tree, vfork
+from engine import (asleep, cow, cpu, fdtables, files, images, mm, namespaces, pageworker, proc, sharedfds, signals, stops,
+                    threads, tree, vfork)
 from engine.parts import PARTS
 from engine.errors import CkptError, Unsupported
 from engine.images.core_pb2 import Core
@@ -38,7 +39,8 @@ def _sighands(frozen: tree.Frozen) -> dict[int, asleep.Sighand]:
 
 
 def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_task: dict[str, list[Message]],
-               own_memory: bool = True, sighand: asleep.Sighand | None = None) -> None:
+               own_memory: bool = True, sighand: asleep.Sighand | None = None,
+               worker: pageworker.Worker | None = None) -> None:
     """One live task: process-wide state through its acting thread (engine.tree.Task), then
     each other thread's own; a main thread that exited alone leaves only its exit status. A
     vfork child's memory is its parent's (engine.vfork): own_memory False."""
@@ -59,9 +61,11 @@ def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_t
     fds = files.dump(t.pid, pipe_data, with_fds=not task.entry.files_of_parent)
     fds.pid = pid
     if own_memory:
-        area, runs = mm.dump(t, out)
+        pagemap = PageMap(pid=pid)  # its runs: now, or from the worker at its finish()
+        area, runs = mm.dump(t, out, worker=worker, into=pagemap)
+        pagemap.runs.extend(runs)
         per_task["mm"].append(area)
-        per_task["pagemap"].append(PageMap(pid=pid, runs=runs))
+        per_task["pagemap"].append(pagemap)
     # After the memory: the scratch page these remote calls use must not be in the image.
     actions, blocked, altstack = signals.dump(t, sighand)
     core.sigactions.extend(actions)
@@ -172,8 +176,15 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
     try:
         # Every task is stopped before any is read, and stays stopped until all are written.
         frozen, pairs = _freeze(roots, cgroup)  # pairs: they set the entries' vfork fields
-        with proc.held():  # all frozen from here: their stat and status stay as read
-            _write(frozen, pairs, out)
+        live = sum(task.acting is not None for task in frozen.tasks.values())
+        worker = pageworker.Worker() if live >= pageworker.FROM else None
+        try:
+            with proc.held():  # all frozen from here: their stat and status stay as read
+                _write(frozen, pairs, out, worker)
+        except BaseException:
+            if worker is not None:
+                worker.kill()  # before its files are removed
+            raise
     except BaseException:
         for p in out.iterdir():
             p.unlink()
@@ -189,8 +200,8 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
     return frozen.roots
 
 
-def _write(frozen: tree.Frozen, pairs: dict[int, vfork.Pair], out: Path) -> None:
-    """Every image of the frozen trees."""
+def _write(frozen: tree.Frozen, pairs: dict[int, vfork.Pair], out: Path, worker: pageworker.Worker | None) -> None:
+    """Every image of the frozen trees; the worker, if any, stores small tasks' pages."""
     made = namespaces.dump(frozen)  # before the table: it sets the entries' ns_flags
     stops.mark(frozen)  # before the table too: it sets stop_collected
     _mark_fd_tables(frozen)  # and files_of_parent
@@ -204,12 +215,14 @@ def _write(frozen: tree.Frozen, pairs: dict[int, vfork.Pair], out: Path) -> None
     for pid, task in frozen.tasks.items():
         if task.acting is not None:
             _dump_task(task, out, pipe_data, per_task, own_memory=pid not in vforked,
-                       sighand=kernel.get(task.acting.tgid))
+                       sighand=kernel.get(task.acting.tgid), worker=worker)
             holders.append((task.acting.pid, cast(Files, per_task["files"][-1])))
         elif task.in_vfork:
             vfork.dump_parent(pairs[pid], out, pipe_data, per_task)
             # Its child was born with copies of its fds: one description each, as for a fork.
             holders.append((pid, cast(Files, per_task["files"][-1])))
+    if worker is not None:
+        worker.finish()  # every page map whole
     sharedfds.mark(holders)  # across tasks: once every fd is recorded
     cow.mark(frozen, per_task, vforked | set(pairs))  # once every task's memory is stored
     for kind, entries in per_task.items():

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from engine.calls import Calls
 from engine.handover import Handover
-from engine import images, memfd, pagedump, proc, uffd
+from engine import images, memfd, pagedump, pageworker, proc, uffd
 from engine.errors import CkptError, Unsupported
-from engine.images.mm_pb2 import Mm, PageRun, Vma
+from engine.images.mm_pb2 import Mm, PageMap, PageRun, Vma
+from engine.pageworker import Worker
 from engine.ptrace import Tracee
 from native import lib
 
@@ -55,10 +56,13 @@ def _stored(vma: Vma) -> bool:
     return vma.perms[3] == "p" or not vma.path.startswith("/") or vma.path.startswith("/dev/zero")
 
 
-def dump(t: Tracee, out: Path, owner: int = 0) -> tuple[Mm, list[PageRun]]:
+def dump(t: Tracee, out: Path, owner: int = 0, worker: Worker | None = None,
+         into: PageMap | None = None) -> tuple[Mm, list[PageRun]]:
     """The task's areas, mm fields and pages (written to its pages file); read through thread
     t, filed under its process, or under `owner` when that is another task: one asleep in
-    vfork, whose memory is read through its child."""
+    vfork, whose memory is read through its child. With a worker and a page map, a task with
+    little memory has its pages stored by the worker, their runs put in that map later (none
+    returned)."""
     pid = t.pid
     ours = t.kept_scratch()
     vmas = [Vma(start=v.start, end=v.end, perms=v.perms, pgoff=v.pgoff, path=v.path, vmflags=v.vmflags,
@@ -82,8 +86,11 @@ def dump(t: Tracee, out: Path, owner: int = 0) -> tuple[Mm, list[PageRun]]:
             arg_end=field(49), env_start=field(50), env_end=field(51),
             brk=t.call("brk(0)", lib.SYS_brk, 0), auxv=auxv, exe=os.readlink(f"/proc/{pid}/exe"),
             memfds=memfds)
-    runs = pagedump.store(pid, [v for v in vmas if _stored(v)], images.pages_path(out, owner), t)
-    return mm, runs
+    stored = [v for v in vmas if _stored(v)]
+    if worker is not None and into is not None and sum(v.end - v.start for v in stored) <= pageworker.SMALL:
+        worker.store(pid, stored, images.pages_path(out, owner), into)
+        return mm, []
+    return mm, pagedump.store(pid, stored, images.pages_path(out, owner), t)
 
 
 # --- restore ---------------------------------------------------------------------------------

@@ -1,0 +1,144 @@
+"""Pages of small tasks stored by a worker process on another CPU while the dumper goes on with
+the next task: a dump's work a task is mostly Python, so a second process runs beside it where a
+thread would wait for the interpreter. Storing pages asks no ptrace (pagemap, /proc/PID/mem,
+process_vm_readv: root may, frozen tasks' memory does not change), so the worker can; pages a
+task must splice itself stay with the dumper, their tracer (engine.pagedump). The worker is a
+fork of the dumper: it has the image code and nothing to load."""
+from __future__ import annotations
+
+import fcntl
+import os
+import pickle
+import select
+import signal
+import struct
+from pathlib import Path
+from typing import Any
+
+from engine import pagedump
+from engine.errors import CkptError
+from engine.images.mm_pb2 import PageMap, PageRun, Vma
+from engine.ptrace import home_cpus
+
+FROM = 16  # live tasks from which a dump starts a worker (its fork costs a few ms)
+SMALL = 4 << 20  # bytes of stored areas up to which a task's pages go to the worker (never spliced)
+PIPE = 1 << 20  # bytes each pipe to and from the worker holds
+_LEN = struct.Struct("<I")
+
+
+def _send(fd: int, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_LEN.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _recv(fd: int) -> Any:
+    """One message; EOFError when the other side is gone."""
+    head = _exactly(fd, _LEN.size)
+    return pickle.loads(_exactly(fd, _LEN.unpack(head)[0]))
+
+
+def _exactly(fd: int, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        got = os.read(fd, n - len(out))
+        if not got:
+            raise EOFError
+        out += got
+    return out
+
+
+class Worker:
+    """The worker process and the tasks given to it; results() waits for all of them."""
+
+    def __init__(self) -> None:
+        todo_r, self.todo = os.pipe2(os.O_CLOEXEC)
+        self.done, done_w = os.pipe2(os.O_CLOEXEC)
+        for fd in (self.todo, self.done):
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE)
+            except OSError:
+                pass  # a smaller pipe: the answers are read as tasks are handed over anyway
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - the worker; its end is os._exit
+            os.close(self.todo)
+            os.close(self.done)
+            _serve(todo_r, done_w)
+        os.close(todo_r)
+        os.close(done_w)
+        self.into: list[PageMap] = []  # by ticket: the page map each task's runs go to
+        self.answered = 0
+        self.error: str | None = None
+
+    def store(self, pid: int, vmas: list[Vma], path: Path, into: PageMap) -> None:
+        """Hand over one task's pages (as pagedump.store without splicing); their runs go to
+        `into` by finish()."""
+        self._answers(block=False)  # the worker must never wait to answer
+        self._ask((len(self.into), pid, [v.SerializeToString() for v in vmas], str(path)))
+        self.into.append(into)
+
+    def finish(self) -> None:
+        """Wait for every task handed over, its runs in its page map; the first failure, raised."""
+        self._ask(None)
+        try:
+            self._answers(block=True)
+        finally:
+            self._reap()
+        if self.error:
+            raise CkptError(self.error)
+
+    def _ask(self, job: Any) -> None:
+        try:
+            _send(self.todo, job)
+        except BrokenPipeError:
+            raise CkptError(self.error or "the page worker died") from None
+
+    def _answers(self, block: bool) -> None:
+        """Take the worker's answers: those there already, or (block) all."""
+        while self.answered < len(self.into) and (block or select.select([self.done], [], [], 0)[0]):
+            try:
+                ticket, runs, why = _recv(self.done)
+            except EOFError:
+                self.error = self.error or "the page worker died"
+                self.answered = len(self.into)
+                return
+            self.into[ticket].runs.extend(PageRun(vaddr=a, nr_pages=n) for a, n in runs)
+            self.error = self.error or why
+            self.answered += 1
+
+    def kill(self) -> None:
+        """Stop the worker now (a failed dump: it must not write on while its files go)."""
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._reap()
+
+    def _reap(self) -> None:
+        if self.pid:
+            os.waitpid(self.pid, 0)
+            self.pid = 0
+            os.close(self.todo)
+            os.close(self.done)
+
+
+def _serve(todo: int, done: int) -> None:  # pragma: no cover - runs in the worker
+    """The worker: store pages until told to stop, answer each (a failure as its one line)."""
+    code = 0
+    try:
+        others = home_cpus() - os.sched_getaffinity(0)
+        if others:
+            os.sched_setaffinity(0, others)
+        while (job := _recv(todo)) is not None:
+            ticket, pid, raw, path = job
+            vmas = [Vma.FromString(b) for b in raw]
+            try:
+                runs = pagedump.store(pid, vmas, Path(path))
+                _send(done, (ticket, [(r.vaddr, r.nr_pages) for r in runs], None))
+            except (CkptError, OSError) as e:
+                _send(done, (ticket, [], f"pid {pid}: storing its pages: {e}"))
+    except BaseException:  # noqa: BLE001 - anything: the dumper learns of it by the pipe's end
+        code = 1
+    os._exit(code)

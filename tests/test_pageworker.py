@@ -1,0 +1,156 @@
+"""Pages stored by the dump's worker process (engine.pageworker): a dump of many tasks hands their
+pages to it and the restored tasks have every page back; a worker that fails on a task, or dies,
+fails the dump with one line, leaves every task running untraced and no image behind, and is
+itself gone."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import engine
+from cbuild import compile_c
+from engine import pagedump, pageworker
+from engine.errors import CkptError
+from tests.reaping import kill_all, wait_gone
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (ptrace, clone3 set_tid)")
+
+TASKS = 20  # the root and its children: past pageworker.FROM
+BASE = 0x1E0000000000
+PAGES = 16
+PAGE = 4096
+
+# The root forks TASKS - 1 children; each task fills a private area with bytes of its own pid
+# ((pid + page + offset) & 0xff), notes its pid in DIR/ready-PID and sleeps.
+MANY_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static void fill_and_sleep(const char *dir)
+{
+    unsigned char *a = mmap((void *)0x1E0000000000UL, 16 * 4096, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    char tmp[512], path[512];
+    FILE *f;
+
+    if (a == MAP_FAILED)
+        _exit(2);
+    for (unsigned long i = 0; i < 16 * 4096; i++)
+        a[i] = (unsigned char)(getpid() + i / 4096 + i);
+    snprintf(tmp, sizeof(tmp), "%s/.ready-%d", dir, getpid());
+    snprintf(path, sizeof(path), "%s/ready-%d", dir, getpid());
+    f = fopen(tmp, "w");
+    if (!f || fclose(f) || rename(tmp, path))
+        _exit(3);
+    for (;;)
+        pause();
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3)
+        return 1;
+    for (int i = 1; i < atoi(argv[2]); i++)
+        if (fork() == 0)
+            fill_and_sleep(argv[1]);
+    fill_and_sleep(argv[1]);
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc")
+    out = tmp_path_factory.mktemp("pageworker")
+    (out / "many.c").write_text(MANY_C)
+    return compile_c(out / "many.c", out / "many")
+
+
+def _expected(pid: int) -> bytes:
+    return bytes((pid + i // PAGE + i) & 0xFF for i in range(PAGES * PAGE))
+
+
+def _area(pid: int) -> bytes:
+    with open(f"/proc/{pid}/mem", "rb") as f:
+        f.seek(BASE)
+        return f.read(PAGES * PAGE)
+
+
+@pytest.fixture
+def tree(program: Path, tmp_path: Path) -> Iterator[tuple[int, list[int], Path]]:
+    """The running program: its root, every pid, a directory; all gone afterwards."""
+    root = os.posix_spawn(str(program), [str(program), str(tmp_path), str(TASKS)], dict(os.environ))
+    pids: list[int] = [root]
+    try:
+        deadline = time.monotonic() + 10
+        while len(list(tmp_path.glob("ready-*"))) < TASKS:
+            assert time.monotonic() < deadline, "the tasks never said they were ready"
+            time.sleep(0.01)
+        pids = sorted(int(p.name.split("-")[1]) for p in tmp_path.glob("ready-*"))
+        yield root, pids, tmp_path
+    finally:
+        kill_all(pids)
+        wait_gone(pids)
+
+
+def _untraced_and_running(pids: list[int]) -> None:
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            st = dict(line.split(":", 1) for line in f if ":" in line)
+        # Let go a moment ago, it may still be on its way back into pause(): R or S, never t or T.
+        assert st["TracerPid"].strip() == "0" and st["State"].split()[0] in "RS", (pid, st["State"])
+
+
+def test_a_many_task_dump_hands_pages_to_the_worker(tree: tuple[int, list[int], Path],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    root, pids, work = tree
+    handed: list[int] = []
+    real = pageworker.Worker.store
+
+    def store(self: pageworker.Worker, pid: int, *args: object) -> None:
+        handed.append(pid)
+        real(self, pid, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pageworker.Worker, "store", store)
+    engine.dump([root], work / "img")
+    assert sorted(handed) == pids
+    wait_gone(pids)
+    engine.restore(work / "img")
+    for pid in pids:
+        assert _area(pid) == _expected(pid), f"pid {pid}: its pages differ after restore"
+
+
+@pytest.mark.parametrize("how", ["fails", "dies"])
+def test_a_worker_that_fails_fails_the_dump_cleanly(tree: tuple[int, list[int], Path], how: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    root, pids, work = tree
+    victim = pids[len(pids) // 2]
+    real = pagedump.store
+
+    def store(pid: int, *args: object) -> object:  # runs in the worker: a fork of this process
+        if pid == victim:
+            if how == "dies":
+                os._exit(7)
+            raise CkptError("no room for its pages (made up)")
+        return real(pid, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pagedump, "store", store)
+    before = set(os.listdir("/proc"))
+    with pytest.raises(CkptError, match=f"pid {victim}: storing its pages: no room" if how == "fails"
+                       else "the page worker died"):
+        engine.dump([root], work / "img")
+    assert not (work / "img").exists()
+    _untraced_and_running(pids)
+    for pid in pids:
+        assert _area(pid) == _expected(pid)
+    # The worker was reaped: no process of ours is left from the dump.
+    left = {p for p in set(os.listdir("/proc")) - before if p.isdigit() and os.path.exists(f"/proc/{p}/stat")}
+    assert not [p for p in left if open(f"/proc/{p}/stat").read().split()[3] == str(os.getpid())]
