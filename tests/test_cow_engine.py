@@ -7,7 +7,6 @@ the same contents. Inherited pages the images do not hold are refused before any
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import subprocess
 import time
@@ -17,7 +16,7 @@ from typing import Iterator
 import pytest
 
 import engine
-from cbuild import compile_c
+from cbuild import build_source
 from engine import cli, cow, images, mm, sharedfds
 from engine.images.mm_pb2 import PageRun
 from engine.restorer import load
@@ -119,11 +118,7 @@ int main(int argc, char **argv)
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.skip("needs gcc")
-    out = tmp_path_factory.mktemp("cow")
-    (out / "cow.c").write_text(COW_C)
-    return compile_c(out / "cow.c", out / "cow")
+    return build_source(tmp_path_factory, "cow", COW_C)
 
 
 def _pid(path: Path, timeout: float = 10.0) -> int:

@@ -5,7 +5,6 @@ itself gone."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Iterator
@@ -13,7 +12,7 @@ from typing import Iterator
 import pytest
 
 import engine
-from cbuild import compile_c
+from cbuild import build_source
 from engine import pagedump, pageworker
 from engine.errors import CkptError
 from tests.reaping import kill_all, wait_gone
@@ -67,11 +66,7 @@ int main(int argc, char **argv)
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.skip("needs gcc")
-    out = tmp_path_factory.mktemp("pageworker")
-    (out / "many.c").write_text(MANY_C)
-    return compile_c(out / "many.c", out / "many")
+    return build_source(tmp_path_factory, "many", MANY_C)
 
 
 def _expected(pid: int) -> bytes:
