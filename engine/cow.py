@@ -59,25 +59,35 @@ def _twin(v: Vma, parent: dict[tuple[int, int], Vma]) -> Vma | None:
 
 # --- dump ------------------------------------------------------------------------------------
 
-def mark(frozen: tree.Frozen, per_task: dict[str, list[Message]], skip: set[int]) -> None:
-    """List each child's stored pages it shares with its parent (`skip`: tasks of vfork
-    pairs, whose memory is one)."""
+def parent_of(frozen: tree.Frozen, pid: int, skip: set[int]) -> int | None:
+    """The thread of the task's parent its pages are compared through, if they are to be:
+    both live, neither in `skip` (tasks of vfork pairs, whose memory is one), the task forked
+    (its exit signal SIGCHLD)."""
+    task = frozen.tasks[pid]
+    ppid = task.entry.ppid
+    parent = frozen.tasks.get(ppid)
+    if pid in skip or ppid in skip or parent is None or task.acting is None or parent.acting is None:
+        return None
+    if int(proc.stat_fields(pid)[35]) != signal.SIGCHLD:  # exit_signal (proc(5) 38): a fork's
+        return None
+    return parent.acting.pid
+
+
+def mark(frozen: tree.Frozen, per_task: dict[str, list[Message]], skip: set[int], done: set[int]) -> None:
+    """List each child's stored pages it shares with its parent (`skip`: see parent_of; `done`:
+    tasks whose pages the page worker compared already)."""
     mms = {m.pid: m for m in per_task["mm"] if isinstance(m, Mm)}
     maps = {m.pid: m for m in per_task["pagemap"] if isinstance(m, PageMap)}
     for pid, task in frozen.tasks.items():
         ppid = task.entry.ppid
-        parent = frozen.tasks.get(ppid)
-        if pid in skip or ppid in skip or parent is None or task.acting is None or parent.acting is None:
+        if pid in done or pid not in maps or pid not in mms or ppid not in mms:
             continue
-        if pid not in maps or pid not in mms or ppid not in mms:
-            continue
-        if int(proc.stat_fields(pid)[35]) != signal.SIGCHLD:  # exit_signal (proc(5) 38): a fork's
-            continue
-        maps[pid].inherited.extend(_shared(task.acting.pid, parent.acting.pid, mms[pid], mms[ppid],
-                                           list(maps[pid].runs)))
+        parent = parent_of(frozen, pid, skip)
+        if parent is not None and task.acting is not None:
+            maps[pid].inherited.extend(shared(task.acting.pid, parent, mms[pid], mms[ppid], list(maps[pid].runs)))
 
 
-def _shared(child: int, parent: int, cmm: Mm, pmm: Mm, runs: list[PageRun]) -> list[PageRun]:
+def shared(child: int, parent: int, cmm: Mm, pmm: Mm, runs: list[PageRun]) -> list[PageRun]:
     """The child's stored pages that are the parent's at the same address, as runs."""
     twins = {(v.start, v.end): v for v in pmm.vmas}
     starts = [v.start for v in cmm.vmas]

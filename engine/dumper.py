@@ -17,7 +17,7 @@ from engine.errors import CkptError, Unsupported
 from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import Files, PipeData
 from engine.images.inventory_pb2 import Inventory
-from engine.images.mm_pb2 import PageMap
+from engine.images.mm_pb2 import Mm, PageMap
 from engine.ptrace import Tracee, pinned
 from engine.restorer import table_of
 
@@ -40,10 +40,11 @@ def _sighands(frozen: tree.Frozen) -> dict[int, asleep.Sighand]:
 
 def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_task: dict[str, list[Message]],
                own_memory: bool = True, sighand: asleep.Sighand | None = None,
-               worker: pageworker.Worker | None = None) -> None:
+               worker: pageworker.Worker | None = None, parent: tuple[int, Mm] | None = None) -> None:
     """One live task: process-wide state through its acting thread (engine.tree.Task), then
     each other thread's own; a main thread that exited alone leaves only its exit status. A
-    vfork child's memory is its parent's (engine.vfork): own_memory False."""
+    vfork child's memory is its parent's (engine.vfork): own_memory False. `parent`: its
+    parent's thread and Mm when the pages it shares with it are to be listed by the worker."""
     t = task.acting
     assert t is not None
     pid = task.entry.pid
@@ -62,7 +63,7 @@ def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_t
     fds.pid = pid
     if own_memory:
         pagemap = PageMap(pid=pid)  # its runs: now, or from the worker at its finish()
-        area, runs = mm.dump(t, out, worker=worker, into=pagemap)
+        area, runs = mm.dump(t, out, worker=worker, into=pagemap, parent=parent)
         pagemap.runs.extend(runs)
         per_task["mm"].append(area)
         per_task["pagemap"].append(pagemap)
@@ -210,12 +211,19 @@ def _write(frozen: tree.Frozen, pairs: dict[int, vfork.Pair], out: Path, worker:
     pipe_data: dict[int, PipeData] = {}
     per_task: dict[str, list[Message]] = {k.name: [] for k in images.KINDS.values() if k.per_task}
     vforked = {p.child.pid for p in pairs.values()}
+    skip = vforked | set(pairs)  # one memory: no pages to compare (engine.cow)
     holders: list[tuple[int, Files]] = []  # a thread of each task (its fd table), its fds
     kernel = _sighands(frozen)
+    mm_of: dict[int, Mm] = {}  # the tasks dumped so far (parents come before their children)
     for pid, task in frozen.tasks.items():
         if task.acting is not None:
+            through = cow.parent_of(frozen, pid, skip) if worker is not None else None
+            parent = mm_of.get(task.entry.ppid)
             _dump_task(task, out, pipe_data, per_task, own_memory=pid not in vforked,
-                       sighand=kernel.get(task.acting.tgid), worker=worker)
+                       sighand=kernel.get(task.acting.tgid), worker=worker,
+                       parent=None if through is None or parent is None else (through, parent))
+            if pid not in vforked:
+                mm_of[pid] = cast(Mm, per_task["mm"][-1])
             holders.append((task.acting.pid, cast(Files, per_task["files"][-1])))
         elif task.in_vfork:
             vfork.dump_parent(pairs[pid], out, pipe_data, per_task)
@@ -224,7 +232,7 @@ def _write(frozen: tree.Frozen, pairs: dict[int, vfork.Pair], out: Path, worker:
     if worker is not None:
         worker.finish()  # every page map whole
     sharedfds.mark(holders)  # across tasks: once every fd is recorded
-    cow.mark(frozen, per_task, vforked | set(pairs))  # once every task's memory is stored
+    cow.mark(frozen, per_task, skip, worker.compared if worker else set())  # every task's memory stored
     for kind, entries in per_task.items():
         images.write(images.path_of(out, kind), kind, entries)
     images.write(images.path_of(out, "tree"), "tree", [table])

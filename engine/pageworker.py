@@ -17,13 +17,14 @@ from typing import Any
 
 from engine import pagedump
 from engine.errors import CkptError
-from engine.images.mm_pb2 import PageMap, PageRun, Vma
+from engine.images.mm_pb2 import Mm, PageMap, PageRun, Vma
 from engine.ptrace import home_cpus
 
 FROM = 16  # live tasks from which a dump starts a worker (its fork costs a few ms)
 SMALL = 4 << 20  # bytes of stored areas up to which a task's pages go to the worker (never spliced)
 PIPE = 1 << 20  # bytes each pipe to and from the worker holds
 _LEN = struct.Struct("<I")
+Twin = tuple[int, Mm, Mm]  # a task's parent's thread (pages compared through it), its Mm, the parent's Mm
 
 
 def _send(fd: int, obj: Any) -> None:
@@ -68,15 +69,20 @@ class Worker:
         os.close(todo_r)
         os.close(done_w)
         self.into: list[PageMap] = []  # by ticket: the page map each task's runs go to
+        self.compared: set[int] = set()  # tasks whose shared pages the worker lists
         self.answered = 0
         self.error: str | None = None
 
-    def store(self, pid: int, vmas: list[Vma], path: Path, into: PageMap) -> None:
+    def store(self, pid: int, vmas: list[Vma], path: Path, into: PageMap, twin: Twin | None = None) -> None:
         """Hand over one task's pages (as pagedump.store without splicing); their runs go to
-        `into` by finish()."""
+        `into` by finish(). With its twin (its parent's thread, its own and its parent's Mm),
+        the worker also lists the pages it shares with its parent (engine.cow)."""
         self._answers(block=False)  # the worker must never wait to answer
-        self._ask((len(self.into), pid, [v.SerializeToString() for v in vmas], str(path)))
+        pair = None if twin is None else (twin[0], twin[1].SerializeToString(), twin[2].SerializeToString())
+        self._ask((len(self.into), pid, [v.SerializeToString() for v in vmas], str(path), pair))
         self.into.append(into)
+        if twin is not None:
+            self.compared.add(into.pid)
 
     def finish(self) -> None:
         """Wait for every task handed over, its runs in its page map; the first failure, raised."""
@@ -98,12 +104,13 @@ class Worker:
         """Take the worker's answers: those there already, or (block) all."""
         while self.answered < len(self.into) and (block or select.select([self.done], [], [], 0)[0]):
             try:
-                ticket, runs, why = _recv(self.done)
+                ticket, runs, inherited, why = _recv(self.done)
             except EOFError:
                 self.error = self.error or "the page worker died"
                 self.answered = len(self.into)
                 return
             self.into[ticket].runs.extend(PageRun(vaddr=a, nr_pages=n) for a, n in runs)
+            self.into[ticket].inherited.extend(PageRun(vaddr=a, nr_pages=n) for a, n in inherited)
             self.error = self.error or why
             self.answered += 1
 
@@ -126,19 +133,24 @@ class Worker:
 
 def _serve(todo: int, done: int) -> None:  # pragma: no cover - runs in the worker
     """The worker: store pages until told to stop, answer each (a failure as its one line)."""
+    from engine import cow  # (it needs engine.mm, which needs this module)
+
     code = 0
     try:
         others = home_cpus() - os.sched_getaffinity(0)
         if others:
             os.sched_setaffinity(0, others)
         while (job := _recv(todo)) is not None:
-            ticket, pid, raw, path = job
+            ticket, pid, raw, path, pair = job
             vmas = [Vma.FromString(b) for b in raw]
             try:
                 runs = pagedump.store(pid, vmas, Path(path))
-                _send(done, (ticket, [(r.vaddr, r.nr_pages) for r in runs], None))
+                inherited = [] if pair is None else cow.shared(pid, pair[0], Mm.FromString(pair[1]),
+                                                               Mm.FromString(pair[2]), runs)
+                _send(done, (ticket, [(r.vaddr, r.nr_pages) for r in runs],
+                             [(r.vaddr, r.nr_pages) for r in inherited], None))
             except (CkptError, OSError) as e:
-                _send(done, (ticket, [], f"pid {pid}: storing its pages: {e}"))
+                _send(done, (ticket, [], [], f"pid {pid}: storing its pages: {e}"))
     except BaseException:  # noqa: BLE001 - anything: the dumper learns of it by the pipe's end
         code = 1
     os._exit(code)

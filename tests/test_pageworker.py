@@ -1,5 +1,6 @@
 """Pages stored by the dump's worker process (engine.pageworker): a dump of many tasks hands their
-pages to it and the restored tasks have every page back; a worker that fails on a task, or dies,
+pages to it, with the pages each child shares with its parent listed there too, and the
+restored tasks have every page back; a worker that fails on a task, or dies,
 fails the dump with one line, leaves every task running untraced and no image behind, and is
 itself gone."""
 from __future__ import annotations
@@ -15,6 +16,7 @@ import engine
 from cbuild import build_source
 from engine import pagedump, pageworker
 from engine.errors import CkptError
+from engine.restorer import load
 from tests.reaping import kill_all, wait_gone
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (ptrace, clone3 set_tid)")
@@ -117,6 +119,8 @@ def test_a_many_task_dump_hands_pages_to_the_worker(tree: tuple[int, list[int], 
     monkeypatch.setattr(pageworker.Worker, "store", store)
     engine.dump([root], work / "img")
     assert sorted(handed) == pids
+    # The worker also listed the pages each child shares with the root: each is forked by it.
+    assert load(work / "img").forks == {pid: root for pid in pids if pid != root}
     wait_gone(pids)
     engine.restore(work / "img")
     for pid in pids:
