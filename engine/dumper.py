@@ -59,14 +59,21 @@ def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_t
         core.blocked = tree.status_masks(proc.status(pid))[0]
         core.cpus.extend(sorted(os.sched_getaffinity(pid)))
     # A zombie main thread's /proc shows no fds and no memory: read them through t's.
-    fds = files.dump(t.pid, pipe_data, with_fds=not task.entry.files_of_parent)
-    fds.pid = pid
+    handed = False  # its pages went to the worker: its fds go too (nothing adds any to it meanwhile)
     if own_memory:
         pagemap = PageMap(pid=pid)  # its runs: now, or from the worker at its finish()
         area, runs = mm.dump(t, out, worker=worker, into=pagemap, parent=parent)
-        pagemap.runs.extend(runs)
+        handed = runs is None
+        pagemap.runs.extend(runs or [])
         per_task["mm"].append(area)
         per_task["pagemap"].append(pagemap)
+    # After the memory, whose splicing pipes are gone by then.
+    if worker is not None and handed and not task.entry.files_of_parent:
+        fds = Files(pid=pid)
+        worker.files(t.pid, fds)
+    else:
+        fds = files.dump(t.pid, pipe_data, with_fds=not task.entry.files_of_parent)
+        fds.pid = pid
     # After the memory: the scratch page these remote calls use must not be in the image.
     actions, blocked, altstack = signals.dump(t, sighand)
     core.sigactions.extend(actions)
@@ -178,10 +185,11 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
         # Every task is stopped before any is read, and stays stopped until all are written.
         frozen, pairs = _freeze(roots, cgroup)  # pairs: they set the entries' vfork fields
         live = sum(task.acting is not None for task in frozen.tasks.values())
-        worker = pageworker.Worker() if live >= pageworker.FROM else None
+        pipe_data: dict[int, PipeData] = {}
+        worker = pageworker.Worker(pipe_data) if live >= pageworker.FROM else None
         try:
             with proc.held():  # all frozen from here: their stat and status stay as read
-                _write(frozen, pairs, out, worker)
+                _write(frozen, pairs, out, worker, pipe_data)
         except BaseException:
             if worker is not None:
                 worker.kill()  # before its files are removed
@@ -201,14 +209,15 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
     return frozen.roots
 
 
-def _write(frozen: tree.Frozen, pairs: dict[int, vfork.Pair], out: Path, worker: pageworker.Worker | None) -> None:
-    """Every image of the frozen trees; the worker, if any, stores small tasks' pages."""
+def _write(frozen: tree.Frozen, pairs: dict[int, vfork.Pair], out: Path, worker: pageworker.Worker | None,
+           pipe_data: dict[int, PipeData]) -> None:
+    """Every image of the frozen trees; the worker, if any, stores small tasks' pages and reads
+    their fds (its pipes' data go to pipe_data too)."""
     made = namespaces.dump(frozen)  # before the table: it sets the entries' ns_flags
     stops.mark(frozen)  # before the table too: it sets stop_collected
     _mark_fd_tables(frozen)  # and files_of_parent
     table = frozen.table()
     vfork.planned(table_of(table), vfork.children(table))  # refuse here what the restore cannot make
-    pipe_data: dict[int, PipeData] = {}
     per_task: dict[str, list[Message]] = {k.name: [] for k in images.KINDS.values() if k.per_task}
     vforked = {p.child.pid for p in pairs.values()}
     skip = vforked | set(pairs)  # one memory: no pages to compare (engine.cow)

@@ -57,11 +57,11 @@ def _stored(vma: Vma) -> bool:
 
 
 def dump(t: Tracee, out: Path, owner: int = 0, worker: Worker | None = None,
-         into: PageMap | None = None, parent: tuple[int, Mm] | None = None) -> tuple[Mm, list[PageRun]]:
+         into: PageMap | None = None, parent: tuple[int, Mm] | None = None) -> tuple[Mm, list[PageRun] | None]:
     """The task's areas, mm fields and pages (written to its pages file); read through thread
     t, filed under its process, or under `owner` when that is another task: one asleep in
     vfork, whose memory is read through its child. With a worker and a page map, a task with
-    little memory has its pages stored by the worker, their runs put in that map later (none
+    little memory has its pages stored by the worker, their runs put in that map later (None
     returned); with its parent's thread and Mm, also the pages it shares with it (engine.cow)."""
     pid = t.pid
     ours = t.kept_scratch()
@@ -89,7 +89,7 @@ def dump(t: Tracee, out: Path, owner: int = 0, worker: Worker | None = None,
     stored = [v for v in vmas if _stored(v)]
     if worker is not None and into is not None and sum(v.end - v.start for v in stored) <= pageworker.SMALL:
         worker.store(pid, stored, images.pages_path(out, owner), into, None if parent is None else (parent[0], mm, parent[1]))
-        return mm, []
+        return mm, None
     return mm, pagedump.store(pid, stored, images.pages_path(out, owner), t)
 
 

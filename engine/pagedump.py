@@ -180,7 +180,7 @@ class _Splicer:
     copy of ours. A call fills a pipe (PIPE bytes) once at most and says how much it put
     there; the calls take the PIPES pipes in turn, so the task fills one while the drain
     empties another, and the drain takes the pieces in the order they were put. The pipes'
-    fds live in the task only while its pages are stored (the fd table was dumped before);
+    fds live in the task only while its pages are stored (its fd table is read after);
     the task's ends are closed before ours, so the task never writes to a pipe without a
     reader (that would queue it a SIGPIPE)."""
 

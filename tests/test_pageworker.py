@@ -14,8 +14,8 @@ import pytest
 
 import engine
 from cbuild import build_source
-from engine import pagedump, pageworker
-from engine.errors import CkptError
+from engine import images, pagedump, pageworker, sharedfds
+from engine.errors import CkptError, Unsupported
 from engine.restorer import load
 from tests.reaping import kill_all, wait_gone
 
@@ -27,11 +27,13 @@ PAGES = 16
 PAGE = 4096
 
 # The root forks TASKS - 1 children; each task fills a private area with bytes of its own pid
-# ((pid + page + offset) & 0xff), notes its pid in DIR/ready-PID and sleeps.
+# ((pid + page + offset) & 0xff), notes its pid in DIR/ready-PID and sleeps. All hold one pipe
+# with 6 bytes queued; with argv[3] "socket" the last child holds a socket pair as well.
 MANY_C = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static void fill_and_sleep(const char *dir)
@@ -56,11 +58,20 @@ static void fill_and_sleep(const char *dir)
 
 int main(int argc, char **argv)
 {
-    if (argc < 3)
+    int p[2], sv[2];
+
+    /* Every task holds a pipe with "queued" in it, at fds 20 (read) and 21 (write). */
+    if (argc < 4 || pipe(p) || dup2(p[0], 20) != 20 || dup2(p[1], 21) != 21 || write(21, "queued", 6) != 6)
         return 1;
+    close(p[0]);
+    close(p[1]);
     for (int i = 1; i < atoi(argv[2]); i++)
-        if (fork() == 0)
+        if (fork() == 0) {
+            /* With "socket", the last child holds one (not dumped yet). */
+            if (i == atoi(argv[2]) - 1 && argv[3][0] == 's' && socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+                _exit(4);
             fill_and_sleep(argv[1]);
+        }
     fill_and_sleep(argv[1]);
 }
 """
@@ -82,9 +93,11 @@ def _area(pid: int) -> bytes:
 
 
 @pytest.fixture
-def tree(program: Path, tmp_path: Path) -> Iterator[tuple[int, list[int], Path]]:
-    """The running program: its root, every pid, a directory; all gone afterwards."""
-    root = os.posix_spawn(str(program), [str(program), str(tmp_path), str(TASKS)], dict(os.environ))
+def tree(program: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[int, list[int], Path]]:
+    """The running program (argv[3] from the test's parameter, else "plain"): its root, every
+    pid, a directory; all gone afterwards."""
+    kind = getattr(request, "param", "plain")
+    root = os.posix_spawn(str(program), [str(program), str(tmp_path), str(TASKS), kind], dict(os.environ))
     pids: list[int] = [root]
     try:
         deadline = time.monotonic() + 10
@@ -122,9 +135,18 @@ def test_a_many_task_dump_hands_pages_to_the_worker(tree: tuple[int, list[int], 
     # The worker also listed the pages each child shares with the root: each is forked by it.
     assert load(work / "img").forks == {pid: root for pid in pids if pid != root}
     wait_gone(pids)
+    _, pipes = images.read(images.path_of(work / "img", "pipes"), "pipes")
+    # Read in the worker, each pipe once (the test's own pipes come along too).
+    assert [p.data for p in pipes].count(b"queued") == 1 and len({p.id for p in pipes}) == len(pipes)
     engine.restore(work / "img")
     for pid in pids:
         assert _area(pid) == _expected(pid), f"pid {pid}: its pages differ after restore"
+        assert sharedfds.same(root, 20, pid, 20) and sharedfds.same(root, 21, pid, 21)
+    fd = os.open(f"/proc/{pids[-1]}/fd/20", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert os.read(fd, 64) == b"queued"
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.parametrize("how", ["fails", "dies"])
@@ -153,3 +175,12 @@ def test_a_worker_that_fails_fails_the_dump_cleanly(tree: tuple[int, list[int], 
     # The worker was reaped: no process of ours is left from the dump.
     left = {p for p in set(os.listdir("/proc")) - before if p.isdigit() and os.path.exists(f"/proc/{p}/stat")}
     assert not [p for p in left if open(f"/proc/{p}/stat").read().split()[3] == str(os.getpid())]
+
+
+@pytest.mark.parametrize("tree", ["socket"], indirect=True)
+def test_an_fd_the_worker_cannot_dump_is_refused_by_name(tree: tuple[int, list[int], Path]) -> None:
+    root, pids, work = tree
+    with pytest.raises(Unsupported, match=r"^pid \d+: fd \d+ is socket:\["):
+        engine.dump([root], work / "img")
+    assert not (work / "img").exists()
+    _untraced_and_running(pids)
