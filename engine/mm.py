@@ -87,10 +87,17 @@ def dump(t: Tracee, out: Path, owner: int = 0, worker: Worker | None = None,
             brk=t.call("brk(0)", lib.SYS_brk, 0), auxv=auxv, exe=os.readlink(f"/proc/{pid}/exe"),
             memfds=memfds)
     stored = [v for v in vmas if _stored(v)]
-    if worker is not None and into is not None and sum(v.end - v.start for v in stored) <= pageworker.SMALL:
+    if worker is not None and into is not None and _resident(pid) <= pageworker.SMALL:
         worker.store(pid, stored, images.pages_path(out, owner), into, None if parent is None else (parent[0], mm, parent[1]))
         return mm, None
     return mm, pagedump.store(pid, stored, images.pages_path(out, owner), t)
+
+
+def _resident(pid: int) -> int:
+    """Bytes of anonymous and shared memory in use (what mostly gets stored: status RssAnon and
+    RssShmem; areas reserved but never touched, such as thread stacks, do not count)."""
+    st = proc.status(pid)
+    return sum(int(st.get(k, "0 kB").split()[0]) for k in ("RssAnon", "RssShmem")) * 1024
 
 
 # --- restore ---------------------------------------------------------------------------------

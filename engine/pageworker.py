@@ -22,7 +22,7 @@ from engine.images.mm_pb2 import Mm, PageMap, PageRun, Vma
 from engine.ptrace import home_cpus
 
 FROM = 16  # live tasks from which a dump starts a worker (its fork costs a few ms)
-SMALL = 4 << 20  # bytes of stored areas up to which a task's pages go to the worker (never spliced)
+SMALL = 4 << 20  # bytes of anonymous memory in use up to which a task's pages go to the worker
 PIPE = 1 << 20  # bytes each pipe to and from the worker holds
 _LEN = struct.Struct("<I")
 Twin = tuple[int, Mm, Mm]  # a task's parent's thread (pages compared through it), its Mm, the parent's Mm
