@@ -21,7 +21,6 @@ from __future__ import annotations
 import bisect
 import os
 import signal
-import struct
 from array import array
 from typing import Iterator
 
@@ -254,10 +253,7 @@ def _minus(s: int, e: int, ranges: list[tuple[int, int]]) -> Iterator[tuple[int,
 def fork(t: Tracee, lay: Layout, nspids: tuple[int, ...], pid: int) -> Tracee:
     """The parent t (memory rebuilt, nothing else yet) forks the child with its pids, traced
     from birth; the child dies with its parent until its own death signal is restored."""
-    levels = list(reversed(nspids or (pid,)))  # innermost first, as set_tid takes them
-    tid_at = lay.scratch + threads.CLONE_ARGS.size
-    t.write(lay.scratch, threads.CLONE_ARGS.pack(0, 0, 0, 0, signal.SIGCHLD, 0, 0, 0, tid_at, len(levels), 0)
-            + struct.pack(f"<{len(levels)}i", *levels))
+    threads.put_clone_args(t, lay, 0, signal.SIGCHLD, nspids or (pid,))
     t.trace_clones()
     t.call(f"clone3 (fork of task {pid})", lib.SYS_clone3, lay.scratch, threads.CLONE_ARGS.size)
     c = Tracee(t.spawned.pop(), adopted=True)  # as we see it (clone3 answers in its pid namespace)

@@ -69,7 +69,7 @@ def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_t
         per_task["pagemap"].append(pagemap)
     # After the memory, whose splicing pipes are gone by then.
     if worker is not None and handed and not task.entry.files_of_parent:
-        fds = Files(pid=pid)
+        fds = Files(pid=pid)  # filled at the worker's finish()
         worker.files(t.pid, fds)
     else:
         fds = files.dump(t.pid, pipe_data, with_fds=not task.entry.files_of_parent)

@@ -15,7 +15,6 @@ from engine.handover import Handover
 from engine import images, memfd, pagedump, pageworker, proc, uffd
 from engine.errors import CkptError, Unsupported
 from engine.images.mm_pb2 import Mm, PageMap, PageRun, Vma
-from engine.pageworker import Worker
 from engine.ptrace import Tracee
 from native import lib
 
@@ -56,7 +55,7 @@ def _stored(vma: Vma) -> bool:
     return vma.perms[3] == "p" or not vma.path.startswith("/") or vma.path.startswith("/dev/zero")
 
 
-def dump(t: Tracee, out: Path, owner: int = 0, worker: Worker | None = None,
+def dump(t: Tracee, out: Path, owner: int = 0, worker: pageworker.Worker | None = None,
          into: PageMap | None = None, parent: tuple[int, Mm] | None = None) -> tuple[Mm, list[PageRun] | None]:
     """The task's areas, mm fields and pages (written to its pages file); read through thread
     t, filed under its process, or under `owner` when that is another task: one asleep in

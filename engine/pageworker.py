@@ -52,7 +52,7 @@ def _exactly(fd: int, n: int) -> bytes:
 
 
 class Worker:
-    """The worker process and the tasks given to it; results() waits for all of them."""
+    """The worker process and the tasks given to it; finish() waits for all of them."""
 
     def __init__(self, pipe_data: dict[int, PipeData]) -> None:
         todo_r, self.todo = os.pipe2(os.O_CLOEXEC)

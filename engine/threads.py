@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import struct
+from typing import Sequence
 
 from engine import cpu, proc, seccomp, signals, task
 from engine.errors import CkptError, ProcessGone
@@ -66,14 +67,22 @@ def set_name(t: Tracee, lay: Layout, name: str) -> None:
     t.call("prctl(PR_SET_NAME)", lib.SYS_prctl, PR_SET_NAME, lay.scratch, 0, 0, 0)
 
 
+def put_clone_args(t: Tracee, lay: Layout, flags: int, exit_signal: int, ids: Sequence[int],
+                   child_tid: int = 0) -> None:
+    """Write struct clone_args at the scratch area, for a clone3 that gives the new task the
+    ids `ids` (its pid or tid at every pid namespace level, outermost first; set_tid follows
+    the struct)."""
+    levels = list(reversed(ids))  # innermost first, as set_tid takes them
+    tid_at = lay.scratch + CLONE_ARGS.size
+    t.write(lay.scratch, CLONE_ARGS.pack(flags, 0, child_tid, 0, exit_signal, 0, 0, 0, tid_at, len(levels), 0)
+            + struct.pack(f"<{len(levels)}i", *levels))
+
+
 def _clone(t: Tracee, lay: Layout, th: Thread) -> Tracee:
     """A new thread of t's process (t: any of its threads) with the dumped tid, stopped and
     traced; t must trace its clones (Tracee.trace_clones)."""
-    tid_at = lay.scratch + CLONE_ARGS.size
     flags = THREAD_FLAGS | (lib.CLONE_CHILD_CLEARTID if th.clear_tid else 0)
-    levels = list(reversed(th.nstids or [th.tid]))  # innermost first, as set_tid takes them
-    t.write(lay.scratch, CLONE_ARGS.pack(flags, 0, th.clear_tid, 0, 0, 0, 0, 0, tid_at, len(levels), 0)
-            + struct.pack(f"<{len(levels)}i", *levels))
+    put_clone_args(t, lay, flags, 0, th.nstids or [th.tid], th.clear_tid)
     got = t.syscall(lib.SYS_clone3, lay.scratch, CLONE_ARGS.size)
     if got < 0:
         raise CkptError(f"pid {t.pid}: remote clone3 of thread {th.tid}: {os.strerror(-got)}")

@@ -23,7 +23,6 @@ closes the restorer's pidfd in its fd table and unmaps the scratch area (engine.
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,20 +160,19 @@ def planned(table: Table, made: dict[int, Child]) -> Table:
     rebuilt. PlanError for a child the restore cannot make that way."""
     kids = {c.pid: parent for parent, c in made.items()}
     for child, parent in kids.items():
-        makeable(table, child, parent, "vfork")
+        _makeable(table, child, parent)
     return Table({p: r for p, r in table.rows.items() if p not in kids}, table.outer_sid, table.outer_pgid)
 
 
-def makeable(table: Table, child: int, parent: int, how: str) -> None:
-    """A child made by its parent's clone3 (`how`: vfork, forked) starts in the parent's group
-    and session; a remote setsid or setpgid then puts it where it was. Nothing of the plan may
-    need it. PlanError when it cannot be made so."""
+def _makeable(table: Table, child: int, parent: int) -> None:
+    """A child made by its parent's clone3 starts in the parent's group and session; a remote
+    setsid or setpgid then puts it where it was. Nothing of the plan may need it."""
     row, prow = table.rows.get(child), table.rows.get(parent)
-    who = f"task {child}, the {how} child of task {parent},"
+    who = f"task {child}, the vfork child of task {parent},"
     if row is None or prow is None or row.ppid != parent or row.zombie or prow.zombie:
         raise PlanError(f"{who} is not a live child of a live task in the table")
     if row.threads > 1 or row.ns_flags or len(row.nspids) != len(prow.nspids):
-        raise PlanError(f"{who} has threads or namespaces of its own: it cannot be made by its parent")
+        raise PlanError(f"{who} has threads or namespaces of its own: it cannot be made by a vfork")
     users = sorted(p for p, r in table.rows.items() if p != child and child in (r.ppid, r.pgid, r.sid))
     if users:
         raise PlanError(f"{who} has task {users[0]} as a child or in its group or session: the plan would need "
@@ -198,10 +196,7 @@ def describe(made: dict[int, Child]) -> str:
 def clone_child(t: Tracee, lay: Layout, child: Child, row: TaskRow) -> Tracee:
     """The rebuilt parent makes its vfork child again, with its pids, traced from birth; the
     parent is left in its PTRACE_EVENT_VFORK stop (Tracee.stop_at_vfork)."""
-    levels = list(reversed(row.nspids or (row.pid,)))  # innermost first, as set_tid takes them
-    tid_at = lay.scratch + threads.CLONE_ARGS.size
-    t.write(lay.scratch, threads.CLONE_ARGS.pack(lib.CLONE_VM | lib.CLONE_VFORK, 0, 0, 0, child.signal, 0, 0, 0,
-                                                 tid_at, len(levels), 0) + struct.pack(f"<{len(levels)}i", *levels))
+    threads.put_clone_args(t, lay, lib.CLONE_VM | lib.CLONE_VFORK, child.signal, row.nspids or (row.pid,))
     t.trace_clones()
     return Tracee(t.stop_at_vfork(lib.SYS_clone3, lay.scratch, threads.CLONE_ARGS.size), adopted=True)
 
