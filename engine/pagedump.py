@@ -30,6 +30,7 @@ GATHER = 1 << 20  # bytes of small pieces written at once
 SPLICED = 256 << 10  # runs from this size are spliced (below it the pipe's setup costs more than a copy)
 PIPE = 1 << 20  # bytes a pipe holds: fs.pipe-max-size, which only CAP_SYS_RESOURCE may pass
 PIPES = 2  # pipes the task fills in turn
+NATIVE_RUNS = 4096  # runs the native store makes room for (a small task has a few dozen)
 # Buffers the kernel fills: not cleared first (a cleared 8 MiB read buffer per task, and a
 # cleared scan vector per area, were a third of a small task's dump).
 _UNCLEARED = ffi.new_allocator(should_clear_after_alloc=False)
@@ -410,10 +411,47 @@ def _area(vma: Vma, pagemap: int, reader: _Reader, sink: _Sink) -> list[PageRun]
 
 def store(pid: int, vmas: list[Vma], path: Path, t: Tracee | None = None) -> list[PageRun]:
     """Write the stored pages of these areas of the task into path; their runs in file order.
-    With t, a stopped thread of a task sharing this memory, large runs are spliced."""
-    runs: list[PageRun] = []
+    With t, a stopped thread of a task sharing this memory, large runs are spliced; without,
+    all is done in one native call (unless the runs are too many for it)."""
     pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
     mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if t is None:
+            done = _native(pid, vmas, path, pagemap, mem)
+            if done is not None:
+                return done
+        return _python(pid, vmas, path, t, pagemap, mem)
+    finally:
+        os.close(pagemap)
+        os.close(mem)
+
+
+_STEP = {lib.CKPT_PAGES_SCAN: "PAGEMAP_SCAN", lib.CKPT_PAGES_PAGEMAP: "reading its pagemap",
+         lib.CKPT_PAGES_MEM: "reading /proc/PID/mem", lib.CKPT_PAGES_FILE: "writing"}
+
+
+def _native(pid: int, vmas: list[Vma], path: Path, pagemap: int, mem: int) -> list[PageRun] | None:
+    """store() in C (native/pages.c); None when the runs outgrow NATIVE_RUNS (nothing left on
+    disk: the Python path takes the task)."""
+    areas = _UNCLEARED("struct ckpt_area[]", max(len(vmas), 1))
+    for i, v in enumerate(vmas):
+        areas[i].start, areas[i].end = v.start, v.end
+        areas[i].readable, areas[i].file_private = v.perms[0] == "r", _file_private(v)
+    runs = _UNCLEARED("uint64_t[]", 2 * NATIVE_RUNS)
+    res = ffi.new("struct ckpt_pages *")
+    if lib.ckpt_store_pages(pid, pagemap, mem, areas, len(vmas), bytes(path), runs, NATIVE_RUNS, res) == 0:
+        return [PageRun(vaddr=runs[2 * i], nr_pages=runs[2 * i + 1]) for i in range(res.nruns)]
+    if res.step == lib.CKPT_PAGES_RUNS:
+        path.unlink(missing_ok=True)
+        return None
+    if res.step == lib.CKPT_PAGES_FILE:
+        raise CkptError(f"writing {path}: {os.strerror(res.err)}")
+    raise CkptError(f"{_STEP[res.step]} at {res.addr:#x}: {os.strerror(res.err)}")
+
+
+def _python(pid: int, vmas: list[Vma], path: Path, t: Tracee | None, pagemap: int, mem: int) -> list[PageRun]:
+    """store() in Python: the splicing path, and what outgrows the native one."""
+    runs: list[PageRun] = []
     sink = _Sink(path)
     splicer = None if t is None else _Splicer(t, sink)
     try:
@@ -427,6 +465,4 @@ def store(pid: int, vmas: list[Vma], path: Path, t: Tracee | None = None) -> lis
                 splicer.flush()
         finally:
             sink.close()
-            os.close(pagemap)
-            os.close(mem)
     return runs

@@ -150,3 +150,106 @@ def test_full_file_system_fails_the_dump_and_leaves_the_task_running(
     finally:
         kill_all([p.pid])
         subprocess.run(["umount", str(images)], check=True)
+
+
+# Every kind of page the store must tell apart: runs of written anonymous pages between
+# untouched ones and zero-page reads, pages shared with a child (read through /proc/PID/mem),
+# written pages made unreadable (PROT_NONE: only /proc/PID/mem reads them), and a private
+# file mapping with pages read (the file's: not stored) and one written (stored).
+KINDS = r"""
+import ctypes, mmap, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+P = mmap.PAGESIZE
+a = mmap.mmap(-1, 64 * P)
+for i in list(range(0, 10)) + [20] + list(range(40, 64)):
+    a[i * P:(i + 1) * P] = bytes([i + 1]) * P
+zero = sum(a[i * P] for i in range(10, 16))  # read: the zero page
+shared = mmap.mmap(-1, 16 * P)
+for i in range(16):
+    shared[i * P:(i + 1) * P] = bytes([100 + i]) * P
+hidden = mmap.mmap(-1, 4 * P)
+hidden[:] = b"h" * (4 * P)
+addr = ctypes.addressof(ctypes.c_char.from_buffer(hidden))
+assert libc.mprotect(ctypes.c_void_p(addr), 4 * P, 0) == 0
+with open(sys.argv[2], "r+b") as f:
+    fm = mmap.mmap(f.fileno(), 8 * P, flags=mmap.MAP_PRIVATE)
+seen = fm[0] + fm[3 * P]
+fm[5 * P:6 * P] = b"w" * P
+if os.fork() == 0:
+    time.sleep(1000)
+    os._exit(0)
+for i in range(8, 16):  # the parent's own again: shared pages and its own side by side
+    shared[i * P:(i + 1) * P] = bytes([200 + i]) * P
+open(sys.argv[1], "w").write("ready")
+time.sleep(1000)
+"""
+
+
+def _shared_frames(pid: int, other: int) -> set[int]:
+    """Pages (by address) that both tasks map to the same page frame (pagemap bits 0-54)."""
+    from engine import proc
+    out = set()
+    for a in proc.vmas(pid):
+        if a.perms[0] != "r" or a.path.startswith("["):
+            continue
+        n = (a.end - a.start) // 4096 * 8
+        mine = Path(f"/proc/{pid}/pagemap").open("rb")
+        theirs = Path(f"/proc/{other}/pagemap").open("rb")
+        with mine, theirs:
+            mine.seek(a.start // 4096 * 8)
+            theirs.seek(a.start // 4096 * 8)
+            x, y = mine.read(n), theirs.read(n)
+        for i in range(0, n, 8):
+            pfn = int.from_bytes(x[i:i + 8], "little") & ((1 << 55) - 1)
+            if x[i + 7] & 0x80 and pfn and pfn == int.from_bytes(y[i:i + 8], "little") & ((1 << 55) - 1):
+                out.add(a.start + i // 8 * 4096)
+    return out
+
+
+def test_native_store_writes_what_the_python_one_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import proc
+    from engine.images.mm_pb2 import Vma
+    ready, backing = tmp_path / "ready", tmp_path / "backing"
+    backing.write_bytes(os.urandom(8 * 4096))
+    p = subprocess.Popen([sys.executable, "-c", KINDS, str(ready), str(backing)], stdin=subprocess.DEVNULL)
+    child: list[int] = []
+    try:
+        _wait_for(ready)
+        child = [int(c) for c in Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()]
+        vmas = [Vma(start=a.start, end=a.end, perms=a.perms, pgoff=a.pgoff, path=a.path)
+                for a in proc.vmas(p.pid) if a.path not in ("[vvar]", "[vvar_vclock]", "[vsyscall]", "[vdso]")]
+        hidden = [v for v in vmas if v.perms.startswith("---")]
+        assert hidden, "no unreadable area"
+        answers: list[object] = []  # what each native store gave: runs, or None (too many)
+        real = pagedump._native
+        monkeypatch.setattr(pagedump, "_native", lambda *a: answers.append(real(*a)) or answers[-1])
+        before = _shared_frames(p.pid, child[0])
+        assert before, "no page shared with the child"
+        native = pagedump.store(p.pid, vmas, tmp_path / "native")
+        assert _shared_frames(p.pid, child[0]) == before, "reading a page unshared it"
+        assert answers == [native], "the native store was not used"
+        pm = os.open(f"/proc/{p.pid}/pagemap", os.O_RDONLY)
+        mem = os.open(f"/proc/{p.pid}/mem", os.O_RDONLY)
+        try:
+            python = pagedump._python(p.pid, vmas, tmp_path / "python", None, pm, mem)
+            data = (tmp_path / "native").read_bytes()
+            assert native == python
+            assert data == (tmp_path / "python").read_bytes()
+            # And the file is the memory: each run read back through /proc/PID/mem.
+            at = 0
+            for run in native:
+                n = run.nr_pages * 4096
+                assert data[at:at + n] == os.pread(mem, n, run.vaddr), hex(run.vaddr)
+                at += n
+            assert at == len(data)
+        finally:
+            os.close(pm)
+            os.close(mem)
+        assert any(r.vaddr == hidden[0].start for r in native), "the unreadable pages were not stored"
+        # More runs than the native store makes room for: the Python path takes the task.
+        monkeypatch.setattr(pagedump, "NATIVE_RUNS", 2)
+        assert pagedump.store(p.pid, vmas, tmp_path / "fallback") == native
+        assert answers[1:] == [None] and (tmp_path / "fallback").read_bytes() == data
+    finally:
+        kill_all([p.pid, *child])
+        p.wait()
