@@ -213,10 +213,10 @@ class Sighand:
     altstack: tuple[int, int, int]  # the main thread's sas_ss_sp, sas_ss_size, sas_ss_flags
 
 
-def sighands() -> dict[int, Sighand] | None:
-    """Every process's Sighand by pid, read in one pass of a BPF task iterator (which visits
-    the processes, not each thread); None in a pid namespace other than the initial one (the
-    kernel's pid field is the global pid)."""
+def sighands(pids: set[int]) -> dict[int, Sighand] | None:
+    """The Sighand of each of these processes by pid, read in one pass of a BPF task iterator
+    (which visits every process of the system, not each thread: only ours are unpacked); None in
+    a pid namespace other than the initial one (the kernel's pid field is the global pid)."""
     if len(proc.levels(proc.status(os.getpid()), "NSpid", 0)) != 1:
         return None
     lay = _layout()
@@ -225,7 +225,9 @@ def sighands() -> dict[int, Sighand] | None:
     for pid, actions, sp, size, flags in bpf.read_all([
             Read((lay.pid,), 4), Read(lay.actions, NSIG * SIGACTION.size), Read((t["sas_ss_sp"],), 8),
             Read((t["sas_ss_size"],), 8), Read((t["sas_ss_flags"],), 4)]):
-        out[int.from_bytes(pid, "little")] = Sighand(
+        if (number := int.from_bytes(pid, "little")) not in pids:
+            continue
+        out[number] = Sighand(
             actions=[(h, f & UAPI_SA_FLAGS, r, m) for h, f, r, m in SIGACTION.iter_unpack(actions)],
             altstack=(int.from_bytes(sp, "little"), int.from_bytes(size, "little"), int.from_bytes(flags, "little")))
     return out

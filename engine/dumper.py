@@ -30,10 +30,11 @@ def _sighands(frozen: tree.Frozen) -> dict[int, asleep.Sighand]:
     """The sigactions of every process, read at once from the kernel when there are enough
     tasks for it to pay (engine.asleep.sighands: 4 ms, where a task's own take 63 remote
     calls); empty when too few, or when BPF cannot be used here (the remote calls serve)."""
-    if sum(task.acting is not None for task in frozen.tasks.values()) < SIGHANDS_FROM:
+    pids = {task.acting.tgid for task in frozen.tasks.values() if task.acting is not None}
+    if len(pids) < SIGHANDS_FROM:
         return {}
     try:
-        return asleep.sighands() or {}
+        return asleep.sighands(pids) or {}
     except (Unsupported, CkptError):
         return {}
 
@@ -186,9 +187,11 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
         frozen, pairs = _freeze(roots, cgroup)  # pairs: they set the entries' vfork fields
         live = sum(task.acting is not None for task in frozen.tasks.values())
         pipe_data: dict[int, PipeData] = {}
-        worker = pageworker.Worker(pipe_data) if live >= pageworker.FROM else None
+        worker = None
         try:
-            with proc.held():  # all frozen from here: their stat and status stay as read
+            # All frozen from here: their stat and status stay as read (in the worker too).
+            with proc.held():
+                worker = pageworker.Worker(pipe_data) if live >= pageworker.FROM else None
                 _write(frozen, pairs, out, worker, pipe_data)
         except BaseException:
             if worker is not None:

@@ -117,8 +117,8 @@ def test_the_kernel_structures_say_what_ptrace_and_the_task_say(rich: int) -> No
 
 
 def test_every_process_sigactions_at_once_are_what_rt_sigaction_says(rich: int) -> None:
-    kernel = asleep.sighands()
-    assert kernel is not None and rich in kernel and os.getpid() in kernel
+    kernel = asleep.sighands({rich, os.getpid()})
+    assert kernel is not None and set(kernel) == {rich, os.getpid()}  # only those asked for
     t = Tracee(rich)
     try:
         by_calls = signals.dump(t)
@@ -158,9 +158,9 @@ def test_a_dump_of_many_tasks_reads_sigactions_at_once_and_writes_the_same(
         calls: list[bool] = []  # per pass: it read the tree's root
         real = asleep.sighands
 
-        def counted() -> dict[int, asleep.Sighand] | None:
-            got = real()
-            calls.append(got is not None and p.pid in got)
+        def counted(pids: set[int]) -> dict[int, asleep.Sighand] | None:
+            got = real(pids)
+            calls.append(got is not None and p.pid in got and set(got) == {p.pid, *kids})
             return got
 
         monkeypatch.setattr(asleep, "sighands", counted)
