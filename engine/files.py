@@ -25,7 +25,7 @@ O_PATH = 0o10000000  # uapi asm-generic/fcntl.h
 
 
 def _umask(pid: int) -> int:
-    return int(proc.status(pid).get("Umask", "022"), 8)
+    return int(proc.status_field(pid, "Umask") or "022", 8)
 
 
 def dump(pid: int, pipe_data: dict[int, PipeData], with_fds: bool = True) -> Files:
@@ -35,7 +35,7 @@ def dump(pid: int, pipe_data: dict[int, PipeData], with_fds: bool = True) -> Fil
                 umask=_umask(pid))
     if out.root.endswith(DELETED):
         raise Unsupported(f"pid {pid}: its root {out.root} was removed")
-    if removed.removed(out.cwd, os.stat(f"/proc/{pid}/cwd")):
+    if out.cwd.endswith(DELETED) and removed.removed(out.cwd, os.stat(f"/proc/{pid}/cwd")):
         out.cwd_removed.CopyFrom(removed.cwd_dir(pid))
         out.cwd = out.cwd.removesuffix(DELETED)
     if not with_fds:
