@@ -147,6 +147,10 @@ def test_the_vdso_block_moves_to_the_dumped_place(overlap: bool, monkeypatch: py
 
     monkeypatch.setattr(Tracee, "call", call)
     try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{p.pid}/comm").read_text().strip() != "sleep":  # its layout is sleep's once exec'd
+            assert time.monotonic() < deadline, "sleep never started"
+            time.sleep(0.001)
         have = mm._block([(s, e, n) for s, e, n in _block(p.pid)])
         lo = min(s for s, _ in have.values())
         # Apart: to a place no `sleep` maps anything at (+1 GiB could pass the top of user
