@@ -102,8 +102,12 @@ def _describe(where: str, link: str, out: Path) -> Memfd:
 
 
 def _store(fd: int, m: Memfd, path: Path) -> None:
-    """Write the data runs of a memfd, whole pages (zeros past its end), in order."""
-    dst = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    """Write the data runs of a memfd, whole pages (zeros past its end), in order; unless the
+    file exists: the page worker and the dumper may meet one memfd at once (either writes it all)."""
+    try:
+        dst = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
     try:
         for r in m.runs:
             for off in range(r.offset, r.offset + r.nr_pages * PAGE, CHUNK):

@@ -60,10 +60,25 @@ def dump(t: Tracee, out: Path, owner: int = 0, worker: pageworker.Worker | None 
     """The task's areas, mm fields and pages (written to its pages file); read through thread
     t, filed under its process, or under `owner` when that is another task: one asleep in
     vfork, whose memory is read through its child. With a worker and a page map, a task with
-    little memory has its pages stored by the worker, their runs put in that map later (None
-    returned); with its parent's thread and Mm, also the pages it shares with it (engine.cow)."""
+    little memory is handed over whole: its Mm is filled in, and its runs put in that map, by
+    the worker's finish() (None returned); with its parent's thread and Mm, the worker also
+    lists the pages it shares with it (engine.cow)."""
     pid = t.pid
-    ours = t.kept_scratch()
+    owner = owner or t.tgid
+    brk = t.call("brk(0)", lib.SYS_brk, 0)
+    if worker is not None and into is not None and worker.free() and _resident(pid) <= pageworker.SMALL:
+        mm = Mm(pid=owner)
+        t.areas_fixed = True  # the worker reads them while we go on with the task
+        worker.memory(pid, (owner, brk, t.kept_scratch()), out, mm, into, parent)
+        return mm, None
+    mm, stored = describe(pid, owner, brk, t.kept_scratch(), out)
+    return mm, pagedump.store(pid, stored, images.pages_path(out, owner), t)
+
+
+def describe(pid: int, owner: int, brk: int, ours: tuple[int, int] | None, out: Path) -> tuple[Mm, list[Vma]]:
+    """The Mm of task pid (areas but `ours`, the scratch area; mm fields; its memfds described
+    and their data stored in `out`), filed under `owner`, and the areas whose pages are stored.
+    Passive (/proc only): the page worker runs it too."""
     vmas = [Vma(start=v.start, end=v.end, perms=v.perms, pgoff=v.pgoff, path=v.path, vmflags=v.vmflags,
                 inode=v.inode) for v in proc.vmas(pid) if (v.start, v.end) != ours]
     memfds = memfd.dump(pid, vmas, out)
@@ -79,17 +94,11 @@ def dump(t: Tracee, out: Path, owner: int = 0, worker: pageworker.Worker | None 
 
     with open(f"/proc/{pid}/auxv", "rb") as a:
         auxv = a.read()
-    owner = owner or t.tgid
     mm = Mm(pid=owner, vmas=vmas, start_code=field(26), end_code=field(27), start_stack=field(28),
             start_data=field(45), end_data=field(46), start_brk=field(47), arg_start=field(48),
-            arg_end=field(49), env_start=field(50), env_end=field(51),
-            brk=t.call("brk(0)", lib.SYS_brk, 0), auxv=auxv, exe=os.readlink(f"/proc/{pid}/exe"),
-            memfds=memfds)
-    stored = [v for v in vmas if _stored(v)]
-    if worker is not None and into is not None and _resident(pid) <= pageworker.SMALL:
-        worker.store(pid, stored, images.pages_path(out, owner), into, None if parent is None else (parent[0], mm, parent[1]))
-        return mm, None
-    return mm, pagedump.store(pid, stored, images.pages_path(out, owner), t)
+            arg_end=field(49), env_start=field(50), env_end=field(51), brk=brk, auxv=auxv,
+            exe=os.readlink(f"/proc/{pid}/exe"), memfds=memfds)
+    return mm, [v for v in vmas if _stored(v)]
 
 
 def _resident(pid: int) -> int:

@@ -14,7 +14,7 @@ import pytest
 
 import engine
 from cbuild import build_source
-from engine import images, pagedump, pageworker, sharedfds
+from engine import images, mm, pagedump, pageworker, sharedfds
 from engine.errors import CkptError, Unsupported
 from engine.restorer import load
 from tests.reaping import kill_all, wait_gone
@@ -123,13 +123,14 @@ def test_a_many_task_dump_hands_pages_to_the_worker(tree: tuple[int, list[int], 
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     root, pids, work = tree
     handed: list[int] = []
-    real = pageworker.Worker.store
+    real = pageworker.Worker.memory
 
-    def store(self: pageworker.Worker, pid: int, *args: object) -> None:
+    def memory(self: pageworker.Worker, pid: int, *args: object) -> None:
         handed.append(pid)
         real(self, pid, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pageworker.Worker, "store", store)
+    monkeypatch.setattr(pageworker.Worker, "memory", memory)
+    monkeypatch.setattr(pageworker, "AHEAD", 1 << 30)  # never too far behind: every task is handed over
     engine.dump([root], work / "img")
     assert sorted(handed) == pids
     # The worker also listed the pages each child shares with the root: each is forked by it.
@@ -149,6 +150,38 @@ def test_a_many_task_dump_hands_pages_to_the_worker(tree: tuple[int, list[int], 
         os.close(fd)
 
 
+def test_a_worker_behind_leaves_tasks_to_the_dumper(tree: tuple[int, list[int], Path],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    root, pids, work = tree
+    me = os.getpid()
+    handed: list[int] = []
+    real_memory, real_describe = pageworker.Worker.memory, mm.describe
+
+    def memory(self: pageworker.Worker, pid: int, *args: object) -> None:
+        handed.append(pid)
+        real_memory(self, pid, *args)  # type: ignore[arg-type]
+
+    def describe(pid: int, *args: object) -> object:
+        if os.getpid() != me:  # in the worker: slow
+            time.sleep(0.05)
+        return real_describe(pid, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pageworker.Worker, "memory", memory)
+    monkeypatch.setattr(mm, "describe", describe)
+    monkeypatch.setattr(pageworker, "AHEAD", 2)  # one task (its memory and fds) at most waits
+    engine.dump([root], work / "img")
+    assert handed and len(handed) < len(pids) // 2, handed
+    # Whoever read a task, every child shares its pages with the root and is forked by it.
+    assert load(work / "img").forks == {pid: root for pid in pids if pid != root}
+    wait_gone(pids)
+    _, pipes = images.read(images.path_of(work / "img", "pipes"), "pipes")
+    assert [p.data for p in pipes].count(b"queued") == 1 and len({p.id for p in pipes}) == len(pipes)
+    engine.restore(work / "img")
+    for pid in pids:
+        assert _area(pid) == _expected(pid), f"pid {pid}: its pages differ after restore"
+        assert sharedfds.same(root, 20, pid, 20) and sharedfds.same(root, 21, pid, 21)
+
+
 @pytest.mark.parametrize("how", ["fails", "dies"])
 def test_a_worker_that_fails_fails_the_dump_cleanly(tree: tuple[int, list[int], Path], how: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
@@ -164,8 +197,9 @@ def test_a_worker_that_fails_fails_the_dump_cleanly(tree: tuple[int, list[int], 
         return real(pid, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pagedump, "store", store)
+    monkeypatch.setattr(pageworker, "AHEAD", 1 << 30)  # the victim goes to the worker, not to us
     before = set(os.listdir("/proc"))
-    with pytest.raises(CkptError, match=f"pid {victim}: storing its pages: no room" if how == "fails"
+    with pytest.raises(CkptError, match=f"pid {victim}: storing its memory: no room" if how == "fails"
                        else "the page worker died"):
         engine.dump([root], work / "img")
     assert not (work / "img").exists()
