@@ -126,8 +126,12 @@ def test_every_process_sigactions_at_once_are_what_rt_sigaction_says(rich: int) 
     finally:
         t.detach()
     assert by_kernel == by_calls
-    chld = by_calls[0][signal.SIGCHLD - 2]  # SIGKILL, the 9th, is not in the list
-    assert chld.sig == signal.SIGCHLD and chld.handler == 0 and chld.flags & 0x2  # SA_NOCLDWAIT
+    by_sig = {a.sig: a for a in by_calls[0]}
+    chld = by_sig[signal.SIGCHLD]
+    assert chld.handler == 0 and chld.flags & 0x2  # SA_NOCLDWAIT
+    # Only actions off the default are listed: not SIGTERM's (its default here), never SIGKILL's.
+    assert signal.SIGTERM not in by_sig and signal.SIGKILL not in by_sig
+    assert all((a.handler, a.flags, a.restorer, a.mask) != (0, 0, 0, 0) for a in by_calls[0])
     assert by_calls[2].size == 65536
 
 

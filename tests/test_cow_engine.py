@@ -36,14 +36,21 @@ SHARED = [p for p in range(PAGES) if p not in (*PARENT_WROTE, *CHILD_WROTE, *CHI
 # pid and sleep.
 COW_C = r"""
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define BASE 0x1D0000000000UL
 #define PG 4096UL
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+}
 
 static void fill(char *at, unsigned long pages, char seed)
 {
@@ -85,7 +92,16 @@ int main(int argc, char **argv)
         moved(open(path, O_RDWR | O_CREAT, 0600), 30) || dup2(30, 33) != 33)
         return 1;
     fill(a, 32, 1);
+    /* Actions: the root catches SIGUSR1 and ignores SIGUSR2; the child puts SIGUSR1 back to
+     * its default (all of it zero, as the image leaves it out) and ignores SIGHUP. */
+    if (signal(SIGUSR1, on_usr1) == SIG_ERR || signal(SIGUSR2, SIG_IGN) == SIG_ERR)
+        return 1;
     if (fork() == 0) {
+        /* By the raw call: glibc would add SA_RESTORER and its restorer even to SIG_DFL. */
+        struct { unsigned long handler, flags, restorer, mask; } dfl = { 0, 0, 0, 0 };
+
+        if (syscall(SYS_rt_sigaction, SIGUSR1, &dfl, NULL, 8) || signal(SIGHUP, SIG_IGN) == SIG_ERR)
+            _exit(2);
         snprintf(path, sizeof(path), "%s/own", argv[1]);
         if (close(33) || moved(open(path, O_RDWR | O_CREAT, 0600), 34))
             _exit(2);
@@ -153,6 +169,12 @@ def _fds(pid: int) -> dict[int, str]:
     return {n: "pipe" if link.startswith("pipe:") else link for n, link in links.items()}
 
 
+def _actions(pid: int) -> tuple[str, str]:
+    """The signals the task ignores and catches (status SigIgn, SigCgt)."""
+    st = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return st["SigIgn"].strip(), st["SigCgt"].strip()
+
+
 def _contents(pid: int) -> bytes:
     """The area's bytes (a read maps the zero page where a page was absent)."""
     with open(f"/proc/{pid}/mem", "rb") as f:
@@ -193,6 +215,8 @@ def test_dump_lists_shared_pages_and_restore_shares_them_again(running: tuple[in
     before = _contents(root), _contents(child)
     fds = _fds(root), _fds(child)
     assert set(fds[0]) - set(fds[1]) == {33} and set(fds[1]) - set(fds[0]) == {34}
+    actions = _actions(root), _actions(child)
+    assert actions[0] != actions[1]  # the child changed two the fork gave it
     pids = _tree(root)
     engine.dump([root], work / "img")
     _, maps = images.read(images.path_of(work / "img", "pagemap"), "pagemap")
@@ -209,6 +233,7 @@ def test_dump_lists_shared_pages_and_restore_shares_them_again(running: tuple[in
     assert _sharing(root, child) == (SHARED, list(CHILD_DROPPED))  # before a read maps the zero page there
     assert (_contents(root), _contents(child)) == before
     assert (_fds(root), _fds(child)) == fds
+    assert (_actions(root), _actions(child)) == actions  # SIGUSR1 back to its default in the child
     for fd in (30, 31, 32):  # the fork gave them: one open file description in both again
         assert sharedfds.same(root, fd, child, fd)
     # Still copy-on-write: a store by one is not seen by the other.
