@@ -118,15 +118,8 @@ class Tracee:
         self.cpus: set[int] = set()  # its affinity when seized
         self.restore_cpus: set[int] | None = None  # the affinity release() gives it
         if not adopted:
-            # Onto our CPU before the stop is asked for: PTRACE_INTERRUPT wakes the task, and
-            # waking it on another (idle) CPU took ~650 µs here, against ~9 on ours.
-            self._pin()
-            try:
-                # SUSPEND_SECCOMP: the task's filters must not judge our remote syscalls.
-                self._ptrace(lib.PTRACE_SEIZE, "SEIZE", data=lib.PTRACE_O_TRACESYSGOOD | lib.PTRACE_O_SUSPEND_SECCOMP)
-            except BaseException:
-                self._unpin(quiet=True)
-                raise
+            # SUSPEND_SECCOMP: the task's filters must not judge our remote syscalls.
+            self._ptrace(lib.PTRACE_SEIZE, "SEIZE", data=lib.PTRACE_O_TRACESYSGOOD | lib.PTRACE_O_SUSPEND_SECCOMP)
         try:
             if not adopted:
                 self._ptrace(lib.PTRACE_INTERRUPT, "INTERRUPT")
@@ -137,20 +130,15 @@ class Tracee:
             # stop the task for delivery instead. The task's own mask comes back at detach.
             self.mask = self.sigmask()
             self.set_sigmask((1 << 64) - 1)
-            if adopted:
-                self._pin()
+            self._pin()
         except BaseException:
             # The first error is the one to report; the task must not stay ours (see abandon).
             abandon(pid, getattr(self, "mask", None))
-            self._unpin(quiet=True)
             raise
 
     def _pin(self) -> None:
         """Note the affinity; move the task to the pinned tracer's CPU (see pinned())."""
-        try:
-            self.cpus = os.sched_getaffinity(self.pid)
-        except ProcessLookupError:
-            raise ProcessGone(self.pid) from None
+        self.cpus = os.sched_getaffinity(self.pid)
         cpu = getattr(_PIN, "cpu", None)
         if cpu is None or self.cpus == {cpu}:
             return
@@ -160,20 +148,15 @@ class Tracee:
             return  # not allowed there (its cpuset): it only runs slower
         self.restore_cpus = self.cpus
 
-    def _unpin(self, quiet: bool = False) -> None:
+    def _unpin(self) -> None:
         """Give the task the affinity it is to keep: its own, or the one restore set; one whose
-        CPUs are not here falls back to the tracer's own CPUs. Quiet: on the way out of a
-        failure, where the task may be gone."""
+        CPUs are not here falls back to the tracer's own CPUs."""
         if self.restore_cpus is None:
             return
         try:
-            try:
-                os.sched_setaffinity(self.pid, self.restore_cpus)
-            except OSError:
-                os.sched_setaffinity(self.pid, home_cpus())
+            os.sched_setaffinity(self.pid, self.restore_cpus)
         except OSError:
-            if not quiet:
-                raise
+            os.sched_setaffinity(self.pid, home_cpus())
 
     # --- raw requests ------------------------------------------------------------------------
 
@@ -506,10 +489,18 @@ class Tracee:
         """SIGKILL the stopped task's process and collect this thread's exit as its tracer (the
         parent, if another process, then sees the zombie). A thread-group leader is only
         collected once its other traced threads are: kill those first."""
+        self.signal_kill()
+        self.collect()
+
+    def signal_kill(self) -> None:
+        """SIGKILL the task's process (collect() waits for this thread's end)."""
         try:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+    def collect(self) -> None:
+        """Wait for this killed thread's end, as its tracer."""
         status = ffi.new("int *")
         while lib.waitpid(self.pid, status, WALL) < 0 and ffi.errno == 4:
             pass
