@@ -546,6 +546,10 @@ def kill(frozen: Frozen) -> None:
                 os.kill(pid, signal.SIGKILL)  # the vfork wait is killable; its parent reaps it
             except ProcessLookupError:
                 pass
+    # All signalled first, then collected: the dying tasks run their exits one after another
+    # on our CPU while we wait, instead of a wake and a wait each.
+    for t in frozen.traced:
+        t.signal_kill()
     for t in reversed(frozen.traced):
-        t.kill()
+        t.collect()
 
