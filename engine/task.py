@@ -104,13 +104,16 @@ def dump(t: Tracee, others: list[Tracee]) -> Task:
     filters = seccomp.dump(pid, proc.status(pid))  # refuses strict mode before any remote call
     with t.scratch() as buf:
         # One batch: the pdeathsig (an int) and the tid address (a pointer) land side by side.
-        securebits, dumpable, thp, _, _ = t.batch(
+        # personality(0xffffffff) only answers: one call in the batch costs less than a /proc read.
+        securebits, dumpable, thp, _, _, persona = t.batch(
             [(lib.SYS_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0), *mm_calls(),
-             (lib.SYS_prctl, PR_GET_PDEATHSIG, buf, 0, 0, 0), (lib.SYS_prctl, PR_GET_TID_ADDRESS, buf + 8, 0, 0, 0)],
-            ["prctl(PR_GET_SECUREBITS)", *MM_CALLS, "prctl(PR_GET_PDEATHSIG)", "prctl(PR_GET_TID_ADDRESS)"])
+             (lib.SYS_prctl, PR_GET_PDEATHSIG, buf, 0, 0, 0), (lib.SYS_prctl, PR_GET_TID_ADDRESS, buf + 8, 0, 0, 0),
+             (lib.SYS_personality, 0xFFFFFFFF)],
+            ["prctl(PR_GET_SECUREBITS)", *MM_CALLS, "prctl(PR_GET_PDEATHSIG)", "prctl(PR_GET_TID_ADDRESS)",
+             "personality(0xffffffff)"])
         pdeathsig, clear_tid = struct.unpack("<i4xQ", t.read(buf, 16))
     return assemble(t.tgid, pid, securebits, dumpable, thp, pdeathsig, clear_tid, filters,
-                    [_thread_dump(tt) for tt in others])
+                    [_thread_dump(tt) for tt in others], persona)
 
 
 MM_CALLS = ["prctl(PR_GET_DUMPABLE)", "prctl(PR_GET_THP_DISABLE)"]
@@ -123,9 +126,10 @@ def mm_calls() -> list[tuple[int, ...]]:
 
 
 def assemble(tgid: int, tid: int, securebits: int, dumpable: int, thp: int, pdeathsig: int, clear_tid: int,
-             filters: list[SeccompFilter], threads: list[ThreadAttrs]) -> Task:
+             filters: list[SeccompFilter], threads: list[ThreadAttrs], persona: int | None = None) -> Task:
     """Process tgid's part from what remote calls (or the kernel's structures) told, read
-    through its thread tid, and /proc of that thread; `threads`: its other threads' own."""
+    through its thread tid, and /proc of that thread; `threads`: its other threads' own;
+    `persona`: its personality, when a remote call told it (else read from /proc)."""
     st = proc.status(tid)
     head, size = _robust_list(tid)
     if tid != tgid:
@@ -133,7 +137,8 @@ def assemble(tgid: int, tid: int, securebits: int, dumpable: int, thp: int, pdea
         # thread's died with it (its exit walked the list and cleared the tid), and its
         # pdeathsig cannot be asked of a zombie: none.
         head = size = clear_tid = pdeathsig = 0
-    return Task(pid=tgid, creds=_creds(tid, securebits), rlimits=_limits(tid), personality=_personality(tid),
+    return Task(pid=tgid, creds=_creds(tid, securebits), rlimits=_limits(tid),
+                personality=_personality(tid) if persona is None else persona,
                 no_new_privs=st.get("NoNewPrivs") == "1", dumpable=dumpable, pdeathsig=pdeathsig, thp_disable=thp,
                 robust_list=head, robust_len=size, clear_tid=clear_tid,
                 seccomp_mode=seccomp.SECCOMP_MODE_FILTER if filters else 0, seccomp=filters, threads=threads)
