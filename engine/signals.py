@@ -116,10 +116,14 @@ def _flush(t: Tracee, lay: Layout) -> None:
             break
 
 
-def dump_altstack(t: Tracee, buf: int) -> SigAltStack:
-    """The calling thread's sigaltstack (a remote call in that thread)."""
-    _call(t, "sigaltstack", SYS_SIGALTSTACK, 0, buf)
-    sp, flags, size = STACK_T.unpack(t.read(buf, STACK_T.size))
+def altstack_call(buf: int) -> tuple[int, ...]:
+    """The remote call that writes the calling thread's sigaltstack (a stack_t) at buf."""
+    return (SYS_SIGALTSTACK, 0, buf)
+
+
+def altstack(raw: bytes) -> SigAltStack:
+    """The SigAltStack of the stack_t that altstack_call wrote."""
+    sp, flags, size = STACK_T.unpack_from(raw)
     return SigAltStack(sp=sp, flags=flags, size=size)
 
 

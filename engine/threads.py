@@ -52,9 +52,13 @@ def dump(tt: Tracee, buf: int) -> Thread:
     ptr, size, sig = tt.rseq()
     th.rseq.CopyFrom(Rseq(ptr=ptr, size=size, sig=sig))
     th.pending.extend(signals.pending(tt, process_queue=False))
-    th.altstack.CopyFrom(signals.dump_altstack(tt, buf))
-    tt.call("prctl(PR_GET_TID_ADDRESS)", lib.SYS_prctl, PR_GET_TID_ADDRESS, buf, 0, 0, 0)
-    (th.clear_tid,) = struct.unpack("<Q", tt.read(buf, 8))
+    # One batch: its sigaltstack, then its tid address just after it.
+    at = signals.STACK_T.size
+    tt.batch([signals.altstack_call(buf), (lib.SYS_prctl, PR_GET_TID_ADDRESS, buf + at, 0, 0, 0)],
+             ["sigaltstack", "prctl(PR_GET_TID_ADDRESS)"])
+    raw = tt.read(buf, at + 8)
+    th.altstack.CopyFrom(signals.altstack(raw))
+    (th.clear_tid,) = struct.unpack_from("<Q", raw, at)
     th.robust_list, th.robust_len = _robust_list(tt.pid)
     with open(f"/proc/{tt.pid}/comm", "rb") as f:
         th.comm = f.read().rstrip(b"\n").decode(errors="replace")
