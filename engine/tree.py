@@ -329,7 +329,8 @@ def _seize(pid: int, parent: int, frozen: Frozen) -> Task:
     if st.flags & PF_KTHREAD:
         raise CkptError(f"pid {pid} ({st.comm}) is a kernel thread")
     asleep = st.state == "D" and in_vfork(pid) and not _left_vfork(pid)
-    st = proc.stat(pid)
+    if st.state == "D":
+        st = proc.stat(pid)  # again: it may have waited for the vfork to end
     status = proc.status(pid)
     entry = TaskEntry(pid=pid, ppid=parent, pgid=st.pgid, sid=st.sid, nspids=proc.levels(status, "NSpid", pid),
                       nspgids=proc.levels(status, "NSpgid", st.pgid), nssids=proc.levels(status, "NSsid", st.sid))
