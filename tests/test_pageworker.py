@@ -119,9 +119,8 @@ def _untraced_and_running(pids: list[int]) -> None:
         assert st["TracerPid"].strip() == "0" and st["State"].split()[0] in "RS", (pid, st["State"])
 
 
-def test_a_many_task_dump_hands_pages_to_the_worker(tree: tuple[int, list[int], Path],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    root, pids, work = tree
+def _handed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids whose memory the dump hands to the worker, as it does."""
     handed: list[int] = []
     real = pageworker.Worker.memory
 
@@ -130,19 +129,32 @@ def test_a_many_task_dump_hands_pages_to_the_worker(tree: tuple[int, list[int], 
         real(self, pid, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pageworker.Worker, "memory", memory)
+    return handed
+
+
+def _restored_whole(root: int, pids: list[int], img: Path) -> None:
+    """The dump of the tree in img makes every child a fork of the root (the pages it shares
+    with it listed); the tree restored has every page back and one pipe, its data stored once."""
+    assert load(img).forks == {pid: root for pid in pids if pid != root}
+    wait_gone(pids)
+    _, pipes = images.read(images.path_of(img, "pipes"), "pipes")
+    # Each pipe once, wherever it was read (the test's own pipes come along too).
+    assert [p.data for p in pipes].count(b"queued") == 1 and len({p.id for p in pipes}) == len(pipes)
+    engine.restore(img)
+    for pid in pids:
+        assert _area(pid) == _expected(pid), f"pid {pid}: its pages differ after restore"
+        assert sharedfds.same(root, 20, pid, 20) and sharedfds.same(root, 21, pid, 21)
+
+
+def test_a_many_task_dump_hands_pages_to_the_worker(tree: tuple[int, list[int], Path],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    root, pids, work = tree
+    handed = _handed(monkeypatch)
     monkeypatch.setattr(pageworker, "AHEAD", 1 << 30)  # never too far behind: every task is handed over
     engine.dump([root], work / "img")
     assert sorted(handed) == pids
     # The worker also listed the pages each child shares with the root: each is forked by it.
-    assert load(work / "img").forks == {pid: root for pid in pids if pid != root}
-    wait_gone(pids)
-    _, pipes = images.read(images.path_of(work / "img", "pipes"), "pipes")
-    # Read in the worker, each pipe once (the test's own pipes come along too).
-    assert [p.data for p in pipes].count(b"queued") == 1 and len({p.id for p in pipes}) == len(pipes)
-    engine.restore(work / "img")
-    for pid in pids:
-        assert _area(pid) == _expected(pid), f"pid {pid}: its pages differ after restore"
-        assert sharedfds.same(root, 20, pid, 20) and sharedfds.same(root, 21, pid, 21)
+    _restored_whole(root, pids, work / "img")
     fd = os.open(f"/proc/{pids[-1]}/fd/20", os.O_RDONLY | os.O_NONBLOCK)
     try:
         assert os.read(fd, 64) == b"queued"
@@ -154,32 +166,20 @@ def test_a_worker_behind_leaves_tasks_to_the_dumper(tree: tuple[int, list[int], 
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     root, pids, work = tree
     me = os.getpid()
-    handed: list[int] = []
-    real_memory, real_describe = pageworker.Worker.memory, mm.describe
-
-    def memory(self: pageworker.Worker, pid: int, *args: object) -> None:
-        handed.append(pid)
-        real_memory(self, pid, *args)  # type: ignore[arg-type]
+    handed = _handed(monkeypatch)
+    real_describe = mm.describe
 
     def describe(pid: int, *args: object) -> object:
         if os.getpid() != me:  # in the worker: slow
             time.sleep(0.05)
         return real_describe(pid, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pageworker.Worker, "memory", memory)
     monkeypatch.setattr(mm, "describe", describe)
     monkeypatch.setattr(pageworker, "AHEAD", 2)  # one task (its memory and fds) at most waits
     engine.dump([root], work / "img")
     assert handed and len(handed) < len(pids) // 2, handed
     # Whoever read a task, every child shares its pages with the root and is forked by it.
-    assert load(work / "img").forks == {pid: root for pid in pids if pid != root}
-    wait_gone(pids)
-    _, pipes = images.read(images.path_of(work / "img", "pipes"), "pipes")
-    assert [p.data for p in pipes].count(b"queued") == 1 and len({p.id for p in pipes}) == len(pipes)
-    engine.restore(work / "img")
-    for pid in pids:
-        assert _area(pid) == _expected(pid), f"pid {pid}: its pages differ after restore"
-        assert sharedfds.same(root, 20, pid, 20) and sharedfds.same(root, 21, pid, 21)
+    _restored_whole(root, pids, work / "img")
 
 
 @pytest.mark.parametrize("how", ["fails", "dies"])
