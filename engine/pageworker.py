@@ -34,13 +34,9 @@ _COUNT = struct.Struct("<Q")
 Fields = tuple[int, int, "tuple[int, int] | None"]  # mm.describe's owner, brk and our scratch area
 
 
-def _pack(obj: Any) -> bytes:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return _LEN.pack(len(data)) + data
-
-
 def _send(fd: int, obj: Any) -> None:
-    view = memoryview(_pack(obj))
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_LEN.pack(len(data)) + data)
     while view:
         view = view[os.write(fd, view):]
 
@@ -187,7 +183,8 @@ class Worker:
             os.close(self.done)
 
     def _reap(self) -> int:
-        """Collect the worker; its exit code (-1 when killed, or collected before)."""
+        """Collect the worker; its exit code (minus the signal that killed it; -1 when it was
+        collected before)."""
         code = -1
         if self.pid:
             _, status = os.waitpid(self.pid, 0)
@@ -226,8 +223,9 @@ def _serve(todo: int, done: int, count: mmap.mmap) -> None:  # pragma: no cover 
                 inherited = []
                 if twin is not None:
                     parent, powner, raw = twin
-                    pmm = built[powner] if raw is None else Mm.FromString(raw)
-                    inherited = cow.shared(pid, parent, area, pmm, runs)
+                    pmm = built.get(powner) if raw is None else Mm.FromString(raw)
+                    if pmm is not None:  # (else the parent's job failed: so does the dump)
+                        inherited = cow.shared(pid, parent, area, pmm, runs)
                 _send(done, (ticket, (area.SerializeToString(), [(r.vaddr, r.nr_pages) for r in runs],
                                       [(r.vaddr, r.nr_pages) for r in inherited]), None))
             except Unsupported as e:
@@ -235,6 +233,6 @@ def _serve(todo: int, done: int, count: mmap.mmap) -> None:  # pragma: no cover 
             except (CkptError, OSError) as e:
                 text = str(e) if what == "files" else f"pid {pid}: storing its memory: {e}"
                 _send(done, (ticket, None, ("error", text)))
-    except BaseException:  # noqa: BLE001 - anything: the dumper learns of it by the pipe's end
+    except BaseException:  # noqa: BLE001 - anything: the dumper learns of it by the exit code
         code = 1
     os._exit(code)
