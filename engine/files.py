@@ -252,8 +252,7 @@ def _open_one(t: Tracee, lay: Layout, e: Fd, temps: removed.Temporary, src: Sour
     flags = e.flags & ~O_TMPFILE if stat.S_ISREG(e.mode) else e.flags
     got = open_in(t, lay, e.path, flags)
     if got != e.fd:
-        t.call(f"dup3({got}, {e.fd})", lib.SYS_dup3, got, e.fd, os.O_CLOEXEC)
-        t.call(f"close({got})", lib.SYS_close, got)
+        _move(t, got, e.fd, os.O_CLOEXEC)
     if not e.cloexec:
         t.call(f"fcntl({e.fd}, F_SETFD)", lib.SYS_fcntl, e.fd, 2, 0)  # F_SETFD, no FD_CLOEXEC
     if e.pos and not stat.S_ISCHR(e.mode) and not e.flags & O_PATH:
@@ -264,10 +263,14 @@ def _place(t: Tracee, e: Fd, got: int) -> None:
     """Move an fd handed to the task (close-on-exec, at some free number) to its dumped number
     and close-on-exec flag."""
     if got != e.fd:
-        t.call(f"dup3({got}, {e.fd})", lib.SYS_dup3, got, e.fd, os.O_CLOEXEC if e.cloexec else 0)
-        t.call(f"close({got})", lib.SYS_close, got)
+        _move(t, got, e.fd, os.O_CLOEXEC if e.cloexec else 0)
     elif not e.cloexec:
         t.call(f"fcntl({e.fd}, F_SETFD)", lib.SYS_fcntl, e.fd, 2, 0)  # F_SETFD, no FD_CLOEXEC
+
+
+def _move(t: Tracee, got: int, fd: int, flags: int) -> None:
+    """Fd `got` of the task to number fd (dup3 with flags), in one remote batch with its close."""
+    t.batch([(lib.SYS_dup3, got, fd, flags), (lib.SYS_close, got)], [f"dup3({got}, {fd})", f"close({got})"])
 
 
 def _cwd_root(t: Tracee, lay: Layout, files: Files) -> None:
