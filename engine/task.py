@@ -239,10 +239,10 @@ def _unhuge(t: Tracee, thp: int) -> None:
         os.close(mem)
 
 
-def _creds_restore(t: Tracee, lay: Layout, c: Creds) -> None:
-    """From the stub's root credentials to the dumped ones, in an order where each step still
-    has the capability it needs (capabilities(7), prctl(2), capset(2))."""
-    now = _creds(t.pid, _prctl(t, "PR_GET_SECUREBITS", PR_GET_SECUREBITS))
+def _creds_restore(t: Tracee, lay: Layout, c: Creds, securebits: int) -> None:
+    """From the stub's root credentials (and its `securebits`) to the dumped ones, in an order
+    where each step still has the capability it needs (capabilities(7), prctl(2), capset(2))."""
+    now = _creds(t.pid, securebits)
     if now == c:
         return  # the stub has them already (a task of the restorer's own credentials)
     missing = c.cap_prm & ~now.cap_prm | c.cap_bnd & ~now.cap_bnd
@@ -283,14 +283,16 @@ def _creds_restore(t: Tracee, lay: Layout, c: Creds) -> None:
 def _own(t: Tracee, lay: Layout, personality: int, no_new_privs: bool, creds: Creds,
          first: Sequence[tuple[str, Sequence[int]]] = ()) -> None:
     """What a thread has of its own but filters: personality, no_new_privs, then credentials;
-    the calls `first` (name, (nr, args...)) go in one batch with the first two."""
+    the calls `first` (name, (nr, args...)) go in one batch with the first two (and the read of
+    the securebits the credentials start from)."""
     if proc.status_field(t.pid, "NoNewPrivs") == "1" and not no_new_privs:
         raise CkptError(f"pid {t.pid}: the restorer runs with no_new_privs, which cannot be cleared")
     calls = [*first, ("personality", (lib.SYS_personality, personality))]
     if no_new_privs:
         calls.append(("prctl(PR_SET_NO_NEW_PRIVS)", (lib.SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)))
-    t.batch([c for _, c in calls], [w for w, _ in calls])
-    _creds_restore(t, lay, creds)
+    calls.append(("prctl(PR_GET_SECUREBITS)", (lib.SYS_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0)))  # for the creds
+    got = t.batch([c for _, c in calls], [w for w, _ in calls])
+    _creds_restore(t, lay, creds, got[-1])
 
 
 def restore_thread(t: Tracee, lay: Layout, a: ThreadAttrs) -> None:
