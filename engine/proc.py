@@ -160,10 +160,10 @@ def stat_fields(pid: int) -> list[str]:
 
 def vmas(pid: int) -> list[Area]:
     """Every memory area, from /proc/PID/smaps (maps fields plus VmFlags)."""
-    return parse_smaps(_read(pid, "smaps"))
+    return _parse_smaps(_read(pid, "smaps"))
 
 
-def parse_smaps(text: str) -> list[Area]:
+def _parse_smaps(text: str) -> list[Area]:
     """The areas of an smaps text. VmFlags is the last line of each area's block (and a path's
     newline shows escaped), so splitting at it leaves each area's flags followed by the next
     area's header line: a few splits a task instead of a Python step per line (~20 a block)."""

@@ -168,3 +168,24 @@ def test_the_vdso_block_moves_to_the_dumped_place(overlap: bool, monkeypatch: py
     finally:
         p.kill()
         p.wait()
+
+
+def test_smaps_areas_are_the_maps_lines_with_their_flags() -> None:
+    """proc.vmas (smaps split at VmFlags) gives every area of maps, in order, each with flags;
+    an area whose header line is not one is refused with one line."""
+    from engine import proc
+    from engine.errors import CkptError
+    pid = os.getpid()
+    areas = proc.vmas(pid)
+    lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    # (our own maps may have grown a little between the reads: compare what both show)
+    want = [(int(f[0].split("-")[0], 16), f[1], f[5] if len(f) > 5 else "")
+            for f in (line.split(maxsplit=5) for line in lines)]
+    got = [(a.start, a.perms, a.path) for a in areas]
+    assert got[:10] == want[:10] and abs(len(got) - len(want)) <= 2
+    # Each area's own flags: read, write and exec as its perms say (VM_READ is both).
+    for a in areas:
+        flags = a.vmflags.split()
+        assert [f in flags for f in ("rd", "wr", "ex")] == [c != "-" for c in a.perms[:3]], (a, flags)
+    with pytest.raises(CkptError, match="an area line expected"):
+        proc._parse_smaps("Rss: 4 kB\nVmFlags: rd\n")
