@@ -427,7 +427,7 @@ def store(pid: int, vmas: list[Vma], path: Path, t: Tracee | None = None) -> lis
 
 
 _STEP = {lib.CKPT_PAGES_SCAN: "PAGEMAP_SCAN", lib.CKPT_PAGES_PAGEMAP: "reading its pagemap",
-         lib.CKPT_PAGES_MEM: "reading /proc/PID/mem", lib.CKPT_PAGES_FILE: "writing"}
+         lib.CKPT_PAGES_MEM: "reading /proc/PID/mem"}  # the steps that fail at an address
 
 
 def _native(pid: int, vmas: list[Vma], path: Path, pagemap: int, mem: int) -> list[PageRun] | None:
@@ -446,6 +446,8 @@ def _native(pid: int, vmas: list[Vma], path: Path, pagemap: int, mem: int) -> li
         return None
     if res.step == lib.CKPT_PAGES_FILE:
         raise CkptError(f"writing {path}: {os.strerror(res.err)}")
+    if res.step == lib.CKPT_PAGES_ALLOC:
+        raise CkptError(f"buffers to store the pages in: {os.strerror(res.err)}")
     raise CkptError(f"{_STEP[res.step]} at {res.addr:#x}: {os.strerror(res.err)}")
 
 

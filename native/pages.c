@@ -23,6 +23,7 @@
 #define CKPT_PAGES_MEM 3	/* reading /proc/PID/mem */
 #define CKPT_PAGES_FILE 4	/* creating or writing the pages file */
 #define CKPT_PAGES_RUNS 5	/* more runs than the caller made room for */
+#define CKPT_PAGES_ALLOC 6	/* our own buffers */
 
 #define PAGES_BUF (1 << 20)	/* bytes gathered before a write */
 #define PAGES_SCAN 512		/* regions a PAGEMAP_SCAN call returns at most */
@@ -202,7 +203,7 @@ static int ckpt_store_pages(int pid, int pagemap, int mem, const struct ckpt_are
 
 	memset(res, 0, sizeof(*res));
 	if (!vec || !j.buf)
-		rc = pages_fail(&j, CKPT_PAGES_FILE, ENOMEM, 0);
+		rc = pages_fail(&j, CKPT_PAGES_ALLOC, ENOMEM, 0);
 	for (i = 0; !rc && i < nareas; i++)
 		rc = pages_area(&j, &areas[i], vec, runs, max_runs);
 	if (!rc)

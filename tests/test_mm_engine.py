@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine import images, mm, uffd
+from engine import images, mm, proc, uffd
+from engine.errors import CkptError
 from native import lib
 from engine.ptrace import Tracee
 
@@ -173,8 +174,6 @@ def test_the_vdso_block_moves_to_the_dumped_place(overlap: bool, monkeypatch: py
 def test_smaps_areas_are_the_maps_lines_with_their_flags() -> None:
     """proc.vmas (smaps split at VmFlags) gives every area of maps, in order, each with flags;
     an area whose header line is not one is refused with one line."""
-    from engine import proc
-    from engine.errors import CkptError
     pid = os.getpid()
     areas = proc.vmas(pid)
     lines = Path(f"/proc/{pid}/maps").read_text().splitlines()

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine import pagedump
+from engine import pagedump, proc
 from engine.errors import CkptError
+from engine.images.mm_pb2 import Vma
 from tests.reaping import kill_all
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (ptrace, mount)")
@@ -187,7 +188,6 @@ time.sleep(1000)
 
 def _shared_frames(pid: int, other: int) -> set[int]:
     """Pages (by address) that both tasks map to the same page frame (pagemap bits 0-54)."""
-    from engine import proc
     out = set()
     for a in proc.vmas(pid):
         if a.perms[0] != "r" or a.path.startswith("["):
@@ -207,8 +207,6 @@ def _shared_frames(pid: int, other: int) -> set[int]:
 
 
 def test_native_store_writes_what_the_python_one_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine import proc
-    from engine.images.mm_pb2 import Vma
     ready, backing = tmp_path / "ready", tmp_path / "backing"
     backing.write_bytes(os.urandom(8 * 4096))
     p = subprocess.Popen([sys.executable, "-c", KINDS, str(ready), str(backing)], stdin=subprocess.DEVNULL)
