@@ -151,7 +151,7 @@ def restore(t: Tracee, lay: Layout, files: Files, src: Sources, hand: Handover) 
     _cwd_root(t, lay, files)
 
 
-def _alike(child: Files, parent: Files) -> set[int]:
+def alike(child: Files, parent: Files) -> set[int]:
     """The child's fds a fork from its rebuilt parent gave it as they are: the parent's fd of
     that number and close-on-exec flag shares the open file description (or is the same end of
     a pipe: one description an end at restore, engine.pipes; or the same dup of one alike)."""
@@ -176,9 +176,9 @@ def restore_forked(t: Tracee, lay: Layout, files: Files, parent: Files, src: Sou
     """The fds of a child forked from its rebuilt parent (it has the parent's, and the
     handover's pidfd): those alike stay, the parent's others are closed, the rest opened as in
     restore(); cwd, root and umask set where they are not the parent's."""
-    alike = _alike(files, parent)
+    kept = alike(files, parent)
     top = max((e.fd for e in files.fds), default=-1)
-    drop = [e.fd for e in parent.fds if e.fd not in alike]
+    drop = [e.fd for e in parent.fds if e.fd not in kept]
     if hand.pidfd <= top:  # a number the child's own fds may need
         drop.append(hand.pidfd)
         hand.keep(top + 1)
@@ -186,7 +186,7 @@ def restore_forked(t: Tracee, lay: Layout, files: Files, parent: Files, src: Sou
         t.batch([(lib.SYS_close, fd) for fd in drop], must=False)
     temps = removed.Temporary()
     try:
-        _open_all(t, lay, [e for e in files.fds if e.fd not in alike], temps, src, hand)
+        _open_all(t, lay, [e for e in files.fds if e.fd not in kept], temps, src, hand)
     finally:
         temps.remove()
     if not _same_fs(files, parent):

@@ -92,6 +92,13 @@ def pinned() -> Iterator[None]:
         os.sched_setaffinity(0, home)
 
 
+def repin(cpu: int) -> None:
+    """In a fork of a pinned tracer: run on `cpu` instead, and move the tasks it seizes there
+    (the home CPUs stay the tracer's)."""
+    os.sched_setaffinity(0, {cpu})
+    _PIN.cpu = cpu
+
+
 def home_cpus() -> set[int]:
     """The CPUs the tracer may run on when not pinned (what fresh tasks should get)."""
     return set(_PIN.home) if getattr(_PIN, "cpu", None) is not None else os.sched_getaffinity(0)
@@ -507,6 +514,20 @@ class Tracee:
         if self._mem is not None:
             os.close(self._mem)
             self._mem = None
+
+    def park(self) -> None:
+        """Let go into pause(2) with every signal blocked, nothing of the task run (for another
+        tracer to seize it: engine.restorehelper); SIGKILL still ends it."""
+        unblockable = 1 << (signal.SIGKILL - 1) | 1 << (signal.SIGSTOP - 1)
+        if self.sigmask() | unblockable != (1 << 64) - 1:
+            raise CkptError(f"pid {self.pid}: not every signal is blocked; it cannot wait parked")
+        regs = ffi.new("struct user_regs_struct *", self.get_regs()[0])
+        regs.rip, regs.rax, regs.orig_rax = self.syscall_address(), lib.SYS_pause, NO_SYSCALL
+        self.set_regs(regs)
+        if self._mem is not None:
+            os.close(self._mem)
+            self._mem = None
+        self._ptrace(lib.PTRACE_DETACH, "DETACH")
 
     def release(self) -> None:
         """PTRACE_DETACH as the task stands (its registers already set), its mask back."""

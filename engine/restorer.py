@@ -13,7 +13,8 @@ from typing import Callable, TypeVar, cast
 
 from google.protobuf.message import Message
 
-from engine import cow, cpu, execute, files, images, mm, namespaces, proc, sharedfds, signals, stops, threads, vfork
+from engine import (cow, cpu, execute, files, images, mm, namespaces, proc, restorehelper, sharedfds, signals, stops,
+                    threads, vfork)
 from engine.errors import CkptError
 from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import Files, PipeData
@@ -259,6 +260,76 @@ def _forker(ck: Checkpoint, pid: int, forked: list[tuple[int, Tracee, int]],
     return fork
 
 
+def _rebuild_forked(ck: Checkpoint, src: files.Sources, shared_anon: mm.SharedAnon,
+                    todo: list[tuple[int, Tracee, int, int]], traced: list[Tracee], leaders: dict[int, Tracee],
+                    threads_of: dict[int, list[Tracee]], pids: dict[int, int], helper: restorehelper.Helper | None,
+                    note: restorehelper.Note | None = None) -> None:
+    """Rebuild forked tasks (dumped pid, tracee, its pidfd of us, the task that forked it), each
+    forking its own children in turn; those the helper takes go to it as soon as they are
+    forked. `note` hears of every task forked here (in the helper)."""
+    tasks = ck.tasks
+    todo = _hand(helper, todo, traced)
+    while todo:
+        kid, c, pidfd, forker = todo.pop()
+        img, source = tasks[kid], tasks[forker]
+        inherit = cow.inherit(img.mm, img.runs, img.inherited, source.mm, source.runs)
+        more: list[tuple[int, Tracee, int]] = []
+        threads_of[kid], _, _ = _rebuild(c, img, src, shared_anon, pidfd, inherit=inherit, source=source,
+                                         fork_kids=_forker(ck, kid, more, traced))
+        traced += threads_of[kid]
+        leaders[kid], pids[kid] = c, c.pid
+        if note is not None and more:
+            note([cc.pid for _, cc, _ in more])
+        todo += _hand(helper, [(k, cc, fd, kid) for k, cc, fd in more], traced)
+
+
+def _hand(helper: restorehelper.Helper | None, todo: list[tuple[int, Tracee, int, int]],
+          traced: list[Tracee]) -> list[tuple[int, Tracee, int, int]]:
+    """The forked tasks of todo the helper does not take; those it takes, handed over."""
+    if helper is None:
+        return todo
+    ours = []
+    for kid, c, pidfd, forker in todo:
+        if kid in helper.chosen:
+            helper.give(c, kid, pidfd, forker)
+            traced.remove(c)  # (after: a failed handover kills it with the rest)
+        else:
+            ours.append((kid, c, pidfd, forker))
+    return ours
+
+
+def _helper(ck: Checkpoint, src: files.Sources, shared_anon: mm.SharedAnon) -> restorehelper.Helper | None:
+    """A helper for this restore (engine.restorehelper), if it has subtrees to give one; what
+    it does in its own process is here, on its own lists."""
+    tasks, rows = ck.tasks, ck.table.rows
+    candidates = {p: restorehelper.Candidate(ck.forks.get(p), bool(rows[p].stopped) or p in ck.took, img.files,
+                                             tasks[ck.forks[p]].files if p in ck.forks else None, img.mm)
+                  for p, img in tasks.items()}
+    chosen = restorehelper.choose(candidates, ck.forked_by, files.alike, len(home_cpus()))
+    if not chosen:
+        return None
+    traced: list[Tracee] = []
+    leaders: dict[int, Tracee] = {}
+    threads_of: dict[int, list[Tracee]] = {}
+
+    def work(job: restorehelper.Job, note: restorehelper.Note) -> None:
+        kid, pid, syscall_at, pidfd, forker = job
+        c = Tracee(pid)
+        traced.append(c)
+        c.moved_syscall(syscall_at)
+        _rebuild_forked(ck, src, shared_anon, [(kid, c, pidfd, forker)], traced, leaders, threads_of, {}, None, note)
+
+    def release() -> None:
+        for pid, t in leaders.items():
+            _let_go(t, threads_of[pid], 0, tasks[pid].core)
+
+    def drop() -> None:
+        for t in reversed(traced):
+            t.kill()
+
+    return restorehelper.Helper(chosen, work, release, drop)
+
+
 def _rebuild_order(table: Table, leaders: dict[int, Tracee]) -> list[int]:
     """The live tasks in the order they are rebuilt: one sharing its parent's fd table before
     that parent (which closes what the stubs had in the table, the pidfd of us they use
@@ -370,6 +441,7 @@ def _build(ck: Checkpoint, planned: Table, plan: Plan, made: Pipes, ns: Namespac
     leaders: dict[int, Tracee] = {}
     shared_anon = mm.SharedAnon([img.mm for img in tasks.values()])
     src = files.Sources(made, shared_anon.memfds, pids, sharedfds.Shared())
+    helper = _helper(ck, src, shared_anon)
     try:
         for pid, row in table.rows.items():
             if not row.zombie and pid not in kids:
@@ -390,17 +462,10 @@ def _build(ck: Checkpoint, planned: Table, plan: Plan, made: Pipes, ns: Namespac
             if child is not None:
                 c = _vfork_child(t, lay, hand, tasks[pid], tasks[child.pid], table, child, src, traced)
                 leaders[child.pid], threads_of[child.pid], pids[child.pid] = c, [], c.pid
-            todo = [(kid, c, pidfd, pid) for kid, c, pidfd in forked]
-            while todo:  # each forked task forks its own children in turn
-                kid, c, pidfd, forker = todo.pop()
-                img, source = tasks[kid], tasks[forker]
-                inherit = cow.inherit(img.mm, img.runs, img.inherited, source.mm, source.runs)
-                more: list[tuple[int, Tracee, int]] = []
-                threads_of[kid], _, _ = _rebuild(c, img, src, shared_anon, pidfd, inherit=inherit, source=source,
-                                                 fork_kids=_forker(ck, kid, more, traced))
-                traced += threads_of[kid]
-                leaders[kid], pids[kid] = c, c.pid
-                todo += [(k, cc, fd, kid) for k, cc, fd in more]
+            _rebuild_forked(ck, src, shared_anon, [(kid, c, pidfd, pid) for kid, c, pidfd in forked], traced,
+                            leaders, threads_of, pids, helper)
+        if helper is not None:
+            helper.ready()  # every task is whole before any runs again: the helper's too
         for n in ns.namespaces:
             namespaces.finish(leaders[n.creator], n)
         # Every task is whole before any runs again; a stopped one gets its stop signal
@@ -416,18 +481,26 @@ def _build(ck: Checkpoint, planned: Table, plan: Plan, made: Pipes, ns: Namespac
             with leaders[row.ppid].scratch() as buf:
                 stops.take(leaders[row.ppid], stops.seen_by(list(row.nspids), list(parent.nspids), pid), buf,
                            list(tasks[row.ppid].core.pending))
+        if helper is not None:
+            helper.go()  # it lets its tasks go while we let go of ours
         for pid, t in leaders.items():  # a vfork parent before its child: it waits for it
             if pid not in early:
                 _let_go(t, threads_of[pid], table.rows[pid].stopped, tasks[pid].core, in_vfork=pid in ck.vforks)
         # The stop takes effect when the task next runs: wait for it, so whoever looks at the
         # restored tree (the caller's snapshot, a SIGCONT) finds it stopped as it was dumped.
         _await_stops([pids[p] for p, r in table.rows.items() if r.stopped and not r.zombie and p not in early])
+        if helper is not None:
+            helper.finish()
     except BaseException:
+        if helper is not None:
+            helper.abort()  # its tasks die while it still traces them
         # Threads before their leader: a traced leader is collected only after them.
         for t in reversed(traced):
             t.kill()
         execute.kill(pids)
         raise
     finally:
+        if helper is not None:
+            helper.close()
         src.shared.close()  # the tasks keep theirs
     return [pids[r] for r in ck.roots]

@@ -149,7 +149,10 @@ def test_the_vdso_block_moves_to_the_dumped_place(overlap: bool, monkeypatch: py
     monkeypatch.setattr(Tracee, "call", call)
     try:
         deadline = time.monotonic() + 10
-        while Path(f"/proc/{p.pid}/comm").read_text().strip() != "sleep":  # its layout is sleep's once exec'd
+        # Its layout is sleep's once it sleeps: the comm changes at exec before the vDSO is mapped.
+        while (Path(f"/proc/{p.pid}/comm").read_text().strip() != "sleep"
+               or "[vdso]" not in Path(f"/proc/{p.pid}/maps").read_text()
+               or Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "S"):
             assert time.monotonic() < deadline, "sleep never started"
             time.sleep(0.001)
         have = mm._block([(s, e, n) for s, e, n in _block(p.pid)])
