@@ -10,15 +10,15 @@ from typing import Sequence, cast
 
 from google.protobuf.message import Message
 
-from engine import (asleep, cow, cpu, fdtables, files, images, mm, namespaces, pageworker, proc, sharedfds, signals, stops,
-                    threads, tree, vfork)
+from engine import (asleep, cow, cpu, fdtables, files, images, mm, namespaces, pageworker, proc, questions, sharedfds,
+                    signals, stops, threads, tree, vfork)
 from engine.parts import PARTS
 from engine.errors import CkptError, Unsupported
 from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import Files, PipeData
 from engine.images.inventory_pb2 import Inventory
 from engine.images.mm_pb2 import Mm, PageMap
-from engine.ptrace import Tracee, pinned
+from engine.ptrace import Tracee, others_busy, pinned
 from engine.restorer import table_of
 
 VERSION = "0.6"  # of the engine and its image format
@@ -61,6 +61,7 @@ def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_t
         core.cpus.extend(sorted(os.sched_getaffinity(pid)))
     # A zombie main thread's /proc shows no fds and no memory: read them through t's.
     handed = False  # its pages went to the worker: its fds go too (nothing adds any to it meanwhile)
+    questions.ask(t)  # for mm, timers and the task part below
     if own_memory:
         pagemap = PageMap(pid=pid)  # its runs: now, or from the worker at its finish()
         area, runs = mm.dump(t, out, worker=worker, into=pagemap, parent=parent)
@@ -92,6 +93,7 @@ def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_t
     per_task["files"].append(fds)
     for part in PARTS:
         per_task[part.KIND].append(part.dump(t, others))
+    t.answers = None  # of this dump: a later use of t asks again
 
 
 def _mark_fd_tables(frozen: tree.Frozen) -> None:
@@ -184,7 +186,8 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
     frozen = tree.Frozen()
     try:
         # Every task is stopped before any is read, and stays stopped until all are written.
-        frozen, pairs = _freeze(roots, cgroup)  # pairs: they set the entries' vfork fields
+        with others_busy():  # each seizure wakes a task, maybe on another CPU
+            frozen, pairs = _freeze(roots, cgroup)  # pairs: they set the entries' vfork fields
         live = sum(task.acting is not None for task in frozen.tasks.values())
         pipe_data: dict[int, PipeData] = {}
         worker = None

@@ -65,7 +65,8 @@ def dump(t: Tracee, out: Path, owner: int = 0, worker: pageworker.Worker | None 
     lists the pages it shares with it (engine.cow)."""
     pid = t.pid
     owner = owner or t.tgid
-    brk = t.call("brk(0)", lib.SYS_brk, 0)
+    # Asked with the dump's other questions (engine.questions), or now.
+    brk = t.answers.brk if t.answers is not None else t.call("brk(0)", lib.SYS_brk, 0)
     if worker is not None and into is not None and worker.free() and _resident(pid) <= pageworker.SMALL:
         mm = Mm(pid=owner)
         t.areas_fixed = True  # the worker reads them while we go on with the task

@@ -92,6 +92,27 @@ def pinned() -> Iterator[None]:
         os.sched_setaffinity(0, home)
 
 
+SPIN_CPUS = 3  # other CPUs kept busy at most (see others_busy)
+SPIN_LIMIT_MS = 60_000  # a spinning thread stops by itself after this long
+
+
+@contextmanager
+def others_busy() -> Iterator[None]:
+    """Inside pinned(): keep the other CPUs we may use out of their idle state meanwhile, with
+    a spinning native thread each (native/spin.c). Waking a task asleep on an idle vCPU costs
+    the waker ~0.6 ms here, ~25 us when that vCPU runs something (KERNEL-FACTS.md): a freeze
+    wakes every task once. Nothing happens when not pinned, or with no other CPU."""
+    cpu = getattr(_PIN, "cpu", None)
+    others = sorted(set(_PIN.home) - {cpu})[:SPIN_CPUS] if cpu is not None else []
+    if not others or lib.ckpt_spin_start(ffi.new("int[]", others), len(others), SPIN_LIMIT_MS) < 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        lib.ckpt_spin_stop()
+
+
 def repin(cpu: int) -> None:
     """In a fork of a pinned tracer: run on `cpu` instead, and move the tasks it seizes there
     (the home CPUs stay the tracer's)."""
@@ -123,6 +144,7 @@ class Tracee:
         self._mem: int | None = None
         self.areas_fixed = False  # another process reads its areas now: no scratch area may move
         self.cpus: set[int] = set()  # its affinity when seized
+        self.answers: Any = None  # a dump's remote questions asked in one batch (engine.questions)
         self.restore_cpus: set[int] | None = None  # the affinity release() gives it
         if not adopted:
             # SUSPEND_SECCOMP: the task's filters must not judge our remote syscalls.

@@ -102,21 +102,31 @@ def dump(t: Tracee, others: list[Tracee]) -> Task:
     that one exited alone); `others`: its other threads, seized too."""
     pid = t.pid
     filters = seccomp.dump(pid, proc.status(pid))  # refuses strict mode before any remote call
-    with t.scratch() as buf:
-        # One batch: the pdeathsig (an int) and the tid address (a pointer) land side by side.
-        # personality(0xffffffff) only answers: one call in the batch costs less than a /proc read.
-        securebits, dumpable, thp, _, _, persona = t.batch(
-            [(lib.SYS_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0), *mm_calls(),
-             (lib.SYS_prctl, PR_GET_PDEATHSIG, buf, 0, 0, 0), (lib.SYS_prctl, PR_GET_TID_ADDRESS, buf + 8, 0, 0, 0),
-             (lib.SYS_personality, 0xFFFFFFFF)],
-            ["prctl(PR_GET_SECUREBITS)", *MM_CALLS, "prctl(PR_GET_PDEATHSIG)", "prctl(PR_GET_TID_ADDRESS)",
-             "personality(0xffffffff)"])
-        pdeathsig, clear_tid = struct.unpack("<i4xQ", t.read(buf, 16))
+    if t.answers is not None:  # asked with the dump's other questions (engine.questions)
+        results, raw = t.answers.task
+    else:
+        with t.scratch() as buf:
+            results = t.batch(calls(buf), CALLS)
+            raw = t.read(buf, CALLS_SIZE)
+    securebits, dumpable, thp, _, _, persona = results
+    pdeathsig, clear_tid = struct.unpack("<i4xQ", raw)
     return assemble(t.tgid, pid, securebits, dumpable, thp, pdeathsig, clear_tid, filters,
                     [_thread_dump(tt) for tt in others], persona)
 
 
 MM_CALLS = ["prctl(PR_GET_DUMPABLE)", "prctl(PR_GET_THP_DISABLE)"]
+CALLS = ["prctl(PR_GET_SECUREBITS)", *MM_CALLS, "prctl(PR_GET_PDEATHSIG)", "prctl(PR_GET_TID_ADDRESS)",
+         "personality(0xffffffff)"]
+CALLS_SIZE = 16  # bytes the calls write from their buffer on
+
+
+def calls(buf: int) -> list[tuple[int, ...]]:
+    """The task part's remote calls, one batch: the pdeathsig (an int) and the tid address (a
+    pointer) land side by side at buf. personality(0xffffffff) only answers: one call in a
+    batch costs less than a /proc read."""
+    return [(lib.SYS_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0), *mm_calls(),
+            (lib.SYS_prctl, PR_GET_PDEATHSIG, buf, 0, 0, 0), (lib.SYS_prctl, PR_GET_TID_ADDRESS, buf + 8, 0, 0, 0),
+            (lib.SYS_personality, 0xFFFFFFFF)]
 
 
 def mm_calls() -> list[tuple[int, ...]]:

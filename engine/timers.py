@@ -129,15 +129,26 @@ def idle(pid: int) -> Timers:
     return Timers(pid=pid, boot_id=_boot_id(), taken_ns=time.monotonic_ns())
 
 
+ITIMER_CALLS = [f"getitimer({which})" for which in range(len(ITIMERS))]
+ITIMERS_SIZE = len(ITIMERS) * PAIR.size
+
+
+def itimer_calls(buf: int) -> list[tuple[int, ...]]:
+    """The remote calls that write the three itimers (struct itimerval each) from buf on."""
+    return [(lib.SYS_getitimer, which, buf + which * PAIR.size) for which in range(len(ITIMERS))]
+
+
 def dump(t: Tracee, others: list[Tracee]) -> Timers:
     """The itimers and every POSIX timer of the (seized) task; its other threads (`others`)
     have none of their own: timers belong to the process."""
     msg = Timers(pid=t.tgid, boot_id=_boot_id())
     queued = signals.pending(t)
     with t.scratch() as buf:
-        t.batch([(lib.SYS_getitimer, which, buf + which * PAIR.size) for which in range(len(ITIMERS))],
-                [f"getitimer({which})" for which in range(len(ITIMERS))])
-        raw = t.read(buf, len(ITIMERS) * PAIR.size)
+        if t.answers is not None:  # asked with the dump's other questions (engine.questions)
+            raw = t.answers.itimers
+        else:
+            t.batch(itimer_calls(buf), ITIMER_CALLS)
+            raw = t.read(buf, ITIMERS_SIZE)
         for name, (isec, iusec, vsec, vusec) in zip(ITIMERS, PAIR.iter_unpack(raw)):
             getattr(msg, name).CopyFrom(ITimer(value_us=vsec * US + vusec, interval_us=isec * US + iusec))
         msg.real.pending = any(q.shared and SIGINFO.unpack_from(q.siginfo)[0] == signal.SIGALRM for q in queued)

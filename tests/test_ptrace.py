@@ -5,13 +5,15 @@ import os
 import signal
 import sys
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from engine.errors import CkptError, ProcessGone
-from engine.ptrace import Tracee, pinned
+from engine import ptrace
+from engine.ptrace import Tracee, home_cpus, others_busy, pinned
 from harness import proc
 
 SYS_getpid, SYS_umask, SYS_close = 39, 95, 3
@@ -155,3 +157,73 @@ def test_an_interrupted_sleep_restarts_only_with_its_own_restart_block(tmp_path:
     finally:
         t.detach(own_restart_block=own)
     assert _result(p, out) == expected
+
+
+def _spinners(until_none: float = 0.0) -> dict[int, set[int]]:
+    """Our threads but this one that are running, with their affinity; with until_none, asked
+    again until there are none or that many seconds passed (a joined thread is a moment in
+    its exit still)."""
+    deadline = time.monotonic() + until_none
+    while True:
+        out = {}
+        for tid in map(int, os.listdir("/proc/self/task")):
+            if tid == threading.get_native_id():
+                continue
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+                if state == "R":
+                    out[tid] = os.sched_getaffinity(tid)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+        if not out or time.monotonic() > deadline:
+            return out
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_the_other_cpus_are_kept_busy_while_frozen_and_let_go_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    """others_busy: a running thread on each other CPU (none on ours) while inside, gone
+    after; one nobody stops ends by itself."""
+    assert not _spinners(until_none=1)
+    with pinned():
+        ours = os.sched_getaffinity(0)
+        with others_busy():
+            spinning = _spinners()
+            assert spinning and all(len(c) == 1 and c <= home_cpus() - ours for c in spinning.values()), spinning
+        assert not _spinners(until_none=1)
+        monkeypatch.setattr(ptrace, "SPIN_LIMIT_MS", 50)
+        busy = others_busy()
+        busy.__enter__()
+        try:
+            assert _spinners()
+            time.sleep(0.3)
+            assert not _spinners(until_none=1), "a spinning thread outlived its limit"
+        finally:
+            busy.__exit__(None, None, None)
+    with others_busy():  # not pinned: nothing
+        assert not _spinners()
+
+
+def test_a_parked_task_waits_untraced_with_nothing_run_until_seized_again(umask_test: tuple[int, Path]) -> None:
+    """park(): let go into pause(2) with every signal blocked: it runs none of its code (a
+    signal stays pending), another seizure finds it asleep, and it goes on intact after."""
+    pid, out = umask_test
+    t = Tracee(pid)
+    mask = t.mask
+    t.park()
+    time.sleep(0.05)
+    with open(f"/proc/{pid}/status") as f:
+        st = f.read()
+    assert "TracerPid:\t0\n" in st and "State:\tS" in st
+    os.kill(pid, signal.SIGTERM)  # blocked: its handler would end the test program
+    time.sleep(0.05)
+    assert proc.alive(pid)
+    again = Tracee(pid)
+    try:
+        assert again.syscall(SYS_getpid) == pid
+        again.saved, again.mask = t.saved, mask  # where it was before the park
+    finally:
+        again.detach()
+    assert not proc.wait_gone([pid], 10)  # the pending SIGTERM ends it now
+    assert out.read_text().splitlines()[-1] == "PASS"

@@ -171,8 +171,8 @@ def test_a_deep_tree_is_rebuilt_half_by_the_helper(dumped: tuple[int, list[int],
     assert engine.restore(work / "img") == [root]
     by: dict[str, list[int]] = {}
     for line in log.read_text().splitlines():
-        who, pid = line.split()
-        by.setdefault(who, []).append(int(pid))
+        who, rebuilt = line.split()
+        by.setdefault(who, []).append(int(rebuilt))
     helper = [w for w in by if w != str(os.getpid())]
     assert len(helper) == 1 and sorted(p for v in by.values() for p in v) == pids, by
     theirs = by[helper[0]]

@@ -20,7 +20,9 @@ import engine
 from cbuild import compile_c
 from engine import images, seccomp
 from engine.errors import Unsupported
+from engine.ptrace import Tracee
 from engine.images.task_pb2 import SeccompFilter
+from native import lib
 
 SOURCE = Path(__file__).resolve().parent / "data" / "task_attrs.c"
 SYS_GET_ROBUST_LIST = 274  # asm/unistd_64.h
@@ -380,3 +382,26 @@ def test_an_empty_robust_list_and_tid_address_stay_empty(procs: list[int], tmp_p
         assert time.monotonic() < deadline + 10, "the restored program did not answer"
         time.sleep(0.01)
     assert got.read_text() == "0 0"
+
+
+def test_the_read_only_questions_of_a_dump_are_one_batch(program: Path, procs: list[int], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """brk(0), the itimers and the task part's prctls and personality go to the task in one
+    remote batch (engine.questions), asked nowhere else; what they told is in the images (the
+    test above checks it comes back)."""
+    pid = _start(program, "dropped", procs)
+    batches: list[list[int]] = []
+    real = Tracee.batch
+
+    def batch(self: Tracee, calls: list[tuple[int, ...]], *args: object, **kw: object) -> list[int]:
+        batches.append([c[0] for c in calls])
+        return real(self, calls, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Tracee, "batch", batch)
+    engine.dump([pid], tmp_path / "img", leave_running=True)
+    asked = {lib.SYS_brk, lib.SYS_getitimer, lib.SYS_personality}
+    together = [b for b in batches if asked & set(b)]
+    assert len(together) == 1 and asked <= set(together[0]) and lib.SYS_prctl in together[0], batches
+    (_, [task]) = images.read(images.path_of(tmp_path / "img", "task"), "task")
+    assert task.personality == 0x0040000 and task.dumpable == 0
+    assert _checked_in_task(pid) == 0  # left running as it was
