@@ -40,14 +40,13 @@ def dump(pid: int, pipe_data: dict[int, PipeData], with_fds: bool = True) -> Fil
         out.cwd = out.cwd.removesuffix(DELETED)
     if not with_fds:
         return out
-    links = {int(n): os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}
-    live = [x for x in links.values() if x.startswith("/") and not x.endswith(DELETED)]
-    for fd, link in sorted(links.items()):
+    opened = proc.fds(pid)
+    live = [o.link for o in opened.values() if o.link.startswith("/") and not o.link.endswith(DELETED)]
+    for fd, o in sorted(opened.items()):
+        link = o.link
         if pipes.inode(link):
-            info = proc.fdinfo(pid, fd)
-            flags = int(info["flags"], 8)
-            entry = Fd(fd=fd, cloexec=bool(flags & os.O_CLOEXEC), path=link, flags=flags & ~os.O_CLOEXEC,
-                       mode=os.stat(f"/proc/{pid}/fd/{fd}").st_mode)
+            entry = Fd(fd=fd, cloexec=bool(o.flags & os.O_CLOEXEC), path=link, flags=o.flags & ~os.O_CLOEXEC,
+                       mode=o.st_mode)
             pipes.dump(pid, fd, entry, pipe_data)
             out.fds.append(entry)
             continue
@@ -58,16 +57,15 @@ def dump(pid: int, pipe_data: dict[int, PipeData], with_fds: bool = True) -> Fil
             out.fds.append(kernel)
             continue
         mem = memfd.fd_entry(pid, fd, link, proc.fdinfo(pid, fd)) if link.startswith(memfd.PREFIX) else None
-        out.fds.append(mem or _dump_path_fd(pid, fd, link, live))
+        out.fds.append(mem or _dump_path_fd(pid, fd, o, live))
     _mark_dups(pid, out)
     return out
 
 
-def _dump_path_fd(pid: int, fd: int, link: str, live: list[str]) -> Fd:
-    """An fd opened by a path (`live`: the task's fds' paths that still exist, for links)."""
-    st = os.stat(f"/proc/{pid}/fd/{fd}")  # the open file itself: a symlink for O_PATH|O_NOFOLLOW
-    info = proc.fdinfo(pid, fd)
-    flags = int(info["flags"], 8)
+def _dump_path_fd(pid: int, fd: int, st: proc.OpenFd, live: list[str]) -> Fd:
+    """An fd opened by a path (`live`: the task's fds' paths that still exist, for links); its
+    stat is the open file's itself (a symlink for O_PATH|O_NOFOLLOW)."""
+    link, flags = st.link, st.flags
     opath = bool(flags & O_PATH)
     # An O_PATH fd is reopened by its path whatever it names: no I/O state to carry.
     if not opath and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISCHR(st.st_mode)):
@@ -75,7 +73,7 @@ def _dump_path_fd(pid: int, fd: int, link: str, live: list[str]) -> Fd:
     if not opath and stat.S_ISREG(st.st_mode) and proc.fs_type(f"/proc/{pid}/fd/{fd}", st.st_dev) == MQUEUE_MAGIC:
         raise Unsupported(f"pid {pid}: fd {fd} ({link}) is a POSIX message queue: not supported yet")
     entry = Fd(fd=fd, cloexec=bool(flags & os.O_CLOEXEC), path=link, flags=flags & ~os.O_CLOEXEC,
-               pos=int(info["pos"]), mode=st.st_mode, dev=st.st_dev, ino=st.st_ino)
+               pos=st.pos, mode=st.st_mode, dev=st.st_dev, ino=st.st_ino)
     if not removed.removed(link, st):
         return entry
     entry.unlinked = True

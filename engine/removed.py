@@ -12,7 +12,7 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 
 from engine.errors import CkptError, Unsupported
 from engine.images.files_pb2 import Extent, Fd, RemovedDir
@@ -21,7 +21,18 @@ DELETED = " (deleted)"  # what d_path(9) appends to an unlinked dentry's path
 GHOST_MAX = 64 << 20  # data of an unlinked file kept in the image, at the most (holes are free)
 
 
-def removed(link: str, st: os.stat_result) -> bool:
+class Inode(Protocol):
+    """What these functions look at of a stat(2) result (os.stat_result, proc.OpenFd)."""
+
+    @property
+    def st_dev(self) -> int: ...
+    @property
+    def st_ino(self) -> int: ...
+    @property
+    def st_nlink(self) -> int: ...
+
+
+def removed(link: str, st: Inode) -> bool:
     """Whether a /proc link names a removed file, not a live one whose name ends so."""
     if not link.endswith(DELETED):
         return False
@@ -79,7 +90,7 @@ def _pread(fd: int, n: int, off: int) -> bytes:
     return b"".join(parts)
 
 
-def other_link(path: str, st: os.stat_result, fd_paths: list[str], what: str) -> str:
+def other_link(path: str, st: Inode, fd_paths: list[str], what: str) -> str:
     """A live name of the inode `st` an unlinked `path` was: one of the task's fds' paths
     or an entry of the directory `path` was in (where hard links usually live)."""
     candidates = list(fd_paths)

@@ -15,7 +15,8 @@ import pytest
 
 import engine
 from engine import images, removed
-from engine.errors import CkptError, Unsupported
+from engine import proc as eproc
+from engine.errors import CkptError, ProcessGone, Unsupported
 from engine.images.files_pb2 import Fd, Files
 from harness import build, paths, proc, spec
 
@@ -195,3 +196,35 @@ def test_other_link_is_found_beside_the_name_or_among_the_fds(tmp_path: Path) ->
     assert removed.other_link(str(a / "f"), st, ["/dev/null", str(b / "h")], "t") == str(b / "h")
     with pytest.raises(Unsupported, match=f"t: unlinked {a}/f has 1 other link"):
         removed.other_link(str(a / "f"), os.stat(b / "h"), [], "t")
+
+
+def test_fds_read_in_one_call_are_what_proc_shows(tmp_path: Path) -> None:
+    """proc.fds (native/fds.c) gives every fd with /proc's link, stat and fdinfo flags and
+    position: past its first buffer (100 fds), with a link longer than its link buffer, and
+    for a task that is gone, ProcessGone."""
+    deep = tmp_path / ("d" * 200) / ("e" * 200) / ("f" * 200)
+    deep.mkdir(parents=True)
+    opened = [os.open(deep / "long", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)]
+    os.write(opened[0], b"12345")
+    r, w = os.pipe()
+    os.set_inheritable(r, True)  # no O_CLOEXEC
+    opened += [r, w, os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)]
+    opened += [os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC) for _ in range(100)]
+    try:
+        got = eproc.fds(os.getpid())
+        for fd in opened:
+            st = os.stat(f"/proc/self/fd/{fd}")
+            with open(f"/proc/self/fdinfo/{fd}") as f:
+                info = dict(line.split(":", 1) for line in f)
+            want = eproc.OpenFd(os.readlink(f"/proc/self/fd/{fd}"), int(info["flags"], 8), int(info["pos"]),
+                                st.st_mode, st.st_dev, st.st_ino, st.st_nlink, st.st_size)
+            assert got[fd] == want, fd
+        assert len(got[opened[0]].link) > 512 and got[opened[0]].pos == 5 and got[opened[0]].st_size == 5
+        assert got[opened[-1]].flags & os.O_CLOEXEC and not got[r].flags & os.O_CLOEXEC
+    finally:
+        for fd in opened:
+            os.close(fd)
+    child = subprocess.Popen(["true"])
+    child.wait()
+    with pytest.raises(ProcessGone):
+        eproc.fds(child.pid)
