@@ -67,13 +67,16 @@ def dump(t: Tracee, out: Path, owner: int = 0, worker: pageworker.Worker | None 
     owner = owner or t.tgid
     # Asked with the dump's other questions (engine.questions), or now.
     brk = t.answers.brk if t.answers is not None else t.call("brk(0)", lib.SYS_brk, 0)
-    if worker is not None and into is not None and worker.free() and _resident(pid) <= pageworker.SMALL:
+    small = _resident(pid) <= pageworker.SMALL
+    if worker is not None and into is not None and small and worker.free():
         mm = Mm(pid=owner)
         t.areas_fixed = True  # the worker reads them while we go on with the task
         worker.memory(pid, (owner, brk, t.kept_scratch()), out, mm, into, parent)
         return mm, None
     mm, stored = describe(pid, owner, brk, t.kept_scratch(), out)
-    return mm, pagedump.store(pid, stored, images.pages_path(out, owner), t)
+    # A small task's pages in one native call (~0.3 ms; the Python path took ~1.4); a large
+    # one's long runs are spliced by the task itself.
+    return mm, pagedump.store(pid, stored, images.pages_path(out, owner), None if small else t)
 
 
 def describe(pid: int, owner: int, brk: int, ours: tuple[int, int] | None, out: Path) -> tuple[Mm, list[Vma]]:

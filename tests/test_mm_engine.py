@@ -91,6 +91,11 @@ def test_private_memory_comes_back_by_every_path(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the program did not set up"
             time.sleep(0.01)
         at = {name: int(a, 16) for name, a in (kv.split("=") for kv in ready.read_text().split())}
+        # Its areas as dumped: once it sleeps in pause(), not while it still closes the file
+        # it wrote (an allocation there may merge or split areas next to the test's).
+        while Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "S":
+            assert time.monotonic() < deadline, "the program never went to sleep"
+            time.sleep(0.001)
         before = _areas(p.pid)
         engine.dump([p.pid], tmp_path / "img")
         p.wait()
