@@ -140,7 +140,8 @@ class Helper:
         self.pid = 0
         self.jobs = self.said = self.done = -1
         self.parked: list[int] = []  # pids of the tasks handed over, as we see them
-        self.tasks: list[int] = []  # every task the helper made or seized (as it said)
+        self.tasks: list[int] = []  # every task the helper forked (as it wrote down)
+        self._error: str | None = None  # its failure, as it wrote it down
 
     def give(self, t: Tracee, pid: int, pidfd: int, forker: int) -> None:
         """Hand over forked task pid (t, traced by us, stopped where it was forked): parked,
@@ -177,20 +178,20 @@ class Helper:
     def abort(self) -> None:
         """A failed restore: the helper kills its tasks and ends (killed itself if it does not
         within STOP_WAIT); then every task it said it has, and every parked one, is killed."""
-        if not self.pid:
-            return
-        try:
-            os.kill(self.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + STOP_WAIT
-        while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
-            if time.monotonic() > deadline:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-                break
-            time.sleep(0.001)
-        self.pid = 0
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + STOP_WAIT
+            while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() > deadline:
+                    os.kill(self.pid, signal.SIGKILL)
+                    os.waitpid(self.pid, 0)
+                    break
+                time.sleep(0.001)
+            self.pid = 0
+        # (Also when it ended by itself: one that died letting its tasks go left some running.)
         self._read_answers()
         for pid in self.tasks + self.parked:
             try:
@@ -206,14 +207,12 @@ class Helper:
                 os.close(fd)
         self.jobs = self.said = self.done = -1
 
-    _error: str | None = None
-
     def _read_answers(self) -> None:
         """What the helper wrote down: its tasks as it made them, and its failure if any."""
         if self.done < 0:
             return
         data = os.pread(self.done, os.fstat(self.done).st_size, 0)
-        at = 0
+        at, self.tasks = 0, []  # (read whole each time)
         while at + _LEN.size <= len(data):
             (n,) = _LEN.unpack_from(data, at)
             if at + _LEN.size + n > len(data):

@@ -197,16 +197,28 @@ def test_a_deep_tree_is_rebuilt_half_by_the_helper(dumped: tuple[int, list[int],
         os.close(fd)
 
 
-@pytest.mark.parametrize("where, how", [("helper", "fails"), ("helper", "dies"), ("restorer", "fails")])
+@pytest.mark.parametrize("where, how", [("helper", "fails"), ("helper", "dies"), ("restorer", "fails"),
+                                        ("helper", "dies letting go")])
 def test_a_failure_on_either_side_leaves_nothing(dumped: tuple[int, list[int], dict[int, int], Path],
                                                  where: str, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
     root, pids, _, work = dumped
     me = os.getpid()
     real = restorer._rebuild
     calls = [0]
+    real_let_go = restorer._let_go
+
+    def let_go(*args: object, **kw: object) -> None:
+        calls[0] += 1
+        if os.getpid() != me and calls[0] == 3:  # some of its tasks run already
+            os._exit(7)
+        real_let_go(*args, **kw)  # type: ignore[arg-type]
+
+    if how == "dies letting go":
+        monkeypatch.setattr(restorer, "_let_go", let_go)
+        how = "letting"
 
     def rebuild(t: object, img: engine.restorer.TaskImages, *args: object, **kw: object) -> object:
-        if (os.getpid() != me) == (where == "helper"):
+        if (os.getpid() != me) == (where == "helper") and how != "letting":
             calls[0] += 1
             if calls[0] == 6:  # once each side is well under way
                 if how == "dies":
@@ -217,6 +229,7 @@ def test_a_failure_on_either_side_leaves_nothing(dumped: tuple[int, list[int], d
     monkeypatch.setattr(restorer, "_rebuild", rebuild)
     before = set(os.listdir("/proc"))
     with pytest.raises(CkptError, match=r"^task \d+: no way to rebuild it \(made up\)$" if how == "fails"
+                       else "^the restore helper died letting its tasks go$" if how == "letting"
                        else "^the restore helper died$"):
         engine.restore(work / "img")
     wait_gone(pids)  # every task, the helper's too, killed and reaped
