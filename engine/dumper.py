@@ -18,7 +18,7 @@ from engine.images.core_pb2 import Core
 from engine.images.files_pb2 import Files, PipeData
 from engine.images.inventory_pb2 import Inventory
 from engine.images.mm_pb2 import Mm, PageMap
-from engine.ptrace import Tracee, others_busy, pinned
+from engine.ptrace import others_busy, pinned
 from engine.restorer import table_of
 
 VERSION = "0.6"  # of the engine and its image format

@@ -11,7 +11,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from engine.errors import CkptError, Unsupported
+from engine.errors import Unsupported
 from engine import kernfds, memfd, pipes, proc, removed, sharedfds
 from engine.handover import Handover
 from engine.images.files_pb2 import Fd, Files, PipeData

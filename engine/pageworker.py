@@ -10,15 +10,14 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
-import pickle
 import select
 import signal
 import struct
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from engine import images, pagedump
+from engine import channel, images, pagedump
 from engine.errors import CkptError, Unsupported
 from engine.images.files_pb2 import Files, PipeData
 from engine.images.mm_pb2 import Mm, PageMap, PageRun
@@ -29,16 +28,12 @@ SMALL = 4 << 20  # bytes of anonymous memory in use up to which a task's pages g
 PIPE = 1 << 20  # bytes the pipe of jobs holds
 SPIN = 0.005  # seconds the worker spins for its next job before it sleeps
 AHEAD = 8  # jobs handed over and not done yet past which the dumper keeps a task itself
-_LEN = struct.Struct("<I")
 _COUNT = struct.Struct("<Q")
 Fields = tuple[int, int, "tuple[int, int] | None"]  # mm.describe's owner, brk and our scratch area
 
 
-def _send(fd: int, obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_LEN.pack(len(data)) + data)
-    while view:
-        view = view[os.write(fd, view):]
+_send = channel.send
+_unpack = channel.unpack
 
 
 def _recv(fd: int) -> Any:
@@ -47,29 +42,7 @@ def _recv(fd: int) -> Any:
     deadline = time.monotonic() + SPIN
     while not select.select([fd], [], [], 0)[0] and time.monotonic() < deadline:
         pass
-    head = _exactly(fd, _LEN.size)
-    return pickle.loads(_exactly(fd, _LEN.unpack(head)[0]))
-
-
-def _exactly(fd: int, n: int) -> bytes:
-    out = b""
-    while len(out) < n:
-        got = os.read(fd, n - len(out))
-        if not got:
-            raise EOFError
-        out += got
-    return out
-
-
-def _unpack(data: bytes) -> Iterator[Any]:
-    """The messages of a buffer, in order (a cut one at the end, from a dying writer, left out)."""
-    at = 0
-    while at + _LEN.size <= len(data):
-        (n,) = _LEN.unpack_from(data, at)
-        if at + _LEN.size + n > len(data):
-            return
-        yield pickle.loads(data[at + _LEN.size:at + _LEN.size + n])
-        at += _LEN.size + n
+    return channel.recv(fd)
 
 
 class Worker:

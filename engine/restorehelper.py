@@ -12,16 +12,13 @@ go of its own. The helper is a fork of the restorer: it has the loaded checkpoin
 from __future__ import annotations
 
 import heapq
-import mmap
 import os
-import pickle
-import select
 import signal
-import struct
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+from engine import channel
 from engine.errors import CkptError
 from engine.images.files_pb2 import Files
 from engine.images.mm_pb2 import Mm
@@ -30,7 +27,6 @@ from engine.ptrace import Tracee, home_cpus, repin
 FROM = 16  # forked tasks from which a restore starts a helper (its fork costs a few ms)
 SHARE = 0.5  # the part of the live tasks the helper is given, at most
 STOP_WAIT = 5.0  # seconds an aborted helper has to kill its tasks before it is killed itself
-_LEN = struct.Struct("<I")
 Job = tuple[int, int, int, int, int]  # dumped pid, pid as we see it, its syscall address, its pidfd of us, forker
 Note = Callable[[list[int]], None]  # the helper writes down the pids (as we see them) of tasks it made
 
@@ -99,29 +95,6 @@ def _alone(c: Candidate, alike: Callable[[Files, Files], set[int]]) -> bool:
     kept = alike(c.files, c.parent_files)
     return all(e.pipe or not (e.memfd or e.HasField("kernel") or e.shared)
                for e in c.files.fds if e.fd not in kept)
-
-
-def _send(fd: int, obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_LEN.pack(len(data)) + data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _recv(fd: int) -> Any:
-    """One message; EOFError when the other side is gone."""
-    head = _exactly(fd, _LEN.size)
-    return pickle.loads(_exactly(fd, _LEN.unpack(head)[0]))
-
-
-def _exactly(fd: int, n: int) -> bytes:
-    out = b""
-    while len(out) < n:
-        got = os.read(fd, n - len(out))
-        if not got:
-            raise EOFError
-        out += got
-    return out
 
 
 class _Aborted(Exception):
@@ -211,14 +184,8 @@ class Helper:
         """What the helper wrote down: its tasks as it made them, and its failure if any."""
         if self.done < 0:
             return
-        data = os.pread(self.done, os.fstat(self.done).st_size, 0)
-        at, self.tasks = 0, []  # (read whole each time)
-        while at + _LEN.size <= len(data):
-            (n,) = _LEN.unpack_from(data, at)
-            if at + _LEN.size + n > len(data):
-                break  # cut short by its death
-            kind, value = pickle.loads(data[at + _LEN.size:at + _LEN.size + n])
-            at += _LEN.size + n
+        self.tasks = []  # (read whole each time)
+        for kind, value in channel.unpack(os.pread(self.done, os.fstat(self.done).st_size, 0)):
             if kind == "tasks":
                 self.tasks += value
             elif kind == "error":
@@ -226,7 +193,7 @@ class Helper:
 
     def _ask(self, job: Any) -> None:
         try:
-            _send(self.jobs, job)
+            channel.send(self.jobs, job)
         except BrokenPipeError:
             self._read_answers()
             raise CkptError(self._error or "the restore helper died") from None
@@ -256,7 +223,7 @@ class Helper:
 
 def _note(done: int, kind: str, value: Any) -> None:
     """Write down for the restorer (a file nobody waits on: no wakeup)."""
-    _send(done, (kind, value))
+    channel.send(done, (kind, value))
 
 
 def _abort(signum: int, frame: Any) -> None:  # pragma: no cover - in the helper
@@ -274,10 +241,10 @@ def _serve(jobs: int, said: int, done: int, others: Iterable[int], work: Callabl
             for cpu in others:
                 repin(cpu)
                 break
-            while (job := _recv(jobs)) is not None:
+            while (job := channel.recv(jobs)) is not None:
                 work(job, lambda pids: _note(done, "tasks", pids))
             os.write(said, b"r")
-            if _recv(jobs) != "go":
+            if channel.recv(jobs) != "go":
                 raise _Aborted
             release()
             code = 0

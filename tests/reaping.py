@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 from harness import proc as hproc
 
@@ -35,3 +36,12 @@ def wait_gone(pids: list[int], timeout: float = 10.0) -> None:
                 pass
         hproc.reap_children()
         time.sleep(0.005)
+
+
+def ready_pids(directory: Path, count: int, timeout: float = 10.0) -> list[int]:
+    """The pids of `count` tasks once each has noted DIR/ready-PID (sorted); fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while len(list(directory.glob("ready-*"))) < count:
+        assert time.monotonic() < deadline, "the tasks never said they were ready"
+        time.sleep(0.01)
+    return sorted(int(p.name.split("-")[1]) for p in directory.glob("ready-*"))

@@ -17,7 +17,7 @@ from cbuild import build_source
 from engine import images, mm, pagedump, pageworker, sharedfds
 from engine.errors import CkptError, Unsupported
 from engine.restorer import load
-from tests.reaping import kill_all, wait_gone
+from tests.reaping import kill_all, ready_pids, wait_gone
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (ptrace, clone3 set_tid)")
 
@@ -100,11 +100,7 @@ def tree(program: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Itera
     root = os.posix_spawn(str(program), [str(program), str(tmp_path), str(TASKS), kind], dict(os.environ))
     pids: list[int] = [root]
     try:
-        deadline = time.monotonic() + 10
-        while len(list(tmp_path.glob("ready-*"))) < TASKS:
-            assert time.monotonic() < deadline, "the tasks never said they were ready"
-            time.sleep(0.01)
-        pids = sorted(int(p.name.split("-")[1]) for p in tmp_path.glob("ready-*"))
+        pids = ready_pids(tmp_path, TASKS)
         yield root, pids, tmp_path
     finally:
         kill_all(pids)

@@ -7,7 +7,6 @@ subtrees the helper may take, and how many."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -20,7 +19,7 @@ from engine.errors import CkptError
 from engine.images.files_pb2 import Fd, Files, KernelFd
 from engine.images.mm_pb2 import Memfd, Mm, Vma
 from engine.restorehelper import Candidate
-from tests.reaping import kill_all, wait_gone
+from tests.reaping import kill_all, ready_pids, wait_gone
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (ptrace, clone3 set_tid)")
 
@@ -98,11 +97,7 @@ def dumped(program: Path, tmp_path: Path) -> Iterator[tuple[int, list[int], dict
     root = os.posix_spawn(str(program), [str(program), str(tmp_path), str(TASKS)], dict(os.environ))
     pids: list[int] = [root]
     try:
-        deadline = time.monotonic() + 10
-        while len(list(tmp_path.glob("ready-*"))) < TASKS:
-            assert time.monotonic() < deadline, "the tasks never said they were ready"
-            time.sleep(0.01)
-        pids = sorted(int(p.name.split("-")[1]) for p in tmp_path.glob("ready-*"))
+        pids = ready_pids(tmp_path, TASKS)
         parents = {pid: _ppid(pid) for pid in pids}
         engine.dump([root], tmp_path / "img")
         wait_gone(pids)
