@@ -37,14 +37,14 @@ MAP_NORESERVE = 0x4000  # uapi/asm-generic/mman.h
 
 # --- dump ------------------------------------------------------------------------------------
 
-def _anon_shared(vma: Vma) -> bool:
+def anon_shared(vma: Vma) -> bool:
     """MAP_SHARED|MAP_ANONYMOUS shows as /dev/zero (deleted) (shmem underneath)."""
     return vma.perms[3] == "s" and (vma.path == "" or vma.path.startswith("/dev/zero"))
 
 
 def _by_path(vma: Vma) -> bool:
     """Areas of a file reopened by its path at restore (a memfd is made again instead)."""
-    return vma.path.startswith("/") and not _anon_shared(vma) and not vma.memfd
+    return vma.path.startswith("/") and not anon_shared(vma) and not vma.memfd
 
 
 def _stored(vma: Vma) -> bool:
@@ -89,7 +89,7 @@ def describe(pid: int, owner: int, brk: int, ours: tuple[int, int] | None, out: 
     for v in vmas:
         if v.path.startswith("/SYSV"):
             raise Unsupported(f"pid {pid}: SysV shared memory attached at {v.start:#x}")
-        if v.path.endswith(" (deleted)") and not _anon_shared(v) and not v.memfd:
+        if v.path.endswith(" (deleted)") and not anon_shared(v) and not v.memfd:
             raise Unsupported(f"pid {pid}: mapping of a deleted file ({v.path})")
     f = proc.stat_fields(pid)
 
@@ -236,7 +236,7 @@ class SharedAnon:
         self.size: dict[int, int] = {}
         for m in mms:
             for v in m.vmas:
-                if _anon_shared(v) and v.inode:
+                if anon_shared(v) and v.inode:
                     self.size[v.inode] = max(self.size.get(v.inode, 0), v.pgoff + v.end - v.start)
         self.made: dict[int, tuple[int, int, int]] = {}  # inode -> (pid, start, end) of an area of it
 
@@ -304,7 +304,7 @@ def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon,
                 given.append(shared_anon.memfds.area(hand, v))
                 mapping.add(f"mmap({v.path} at {v.start:#x})", lib.SYS_mmap, v.start, size, prot, flags,
                             given[-1], v.pgoff)
-            elif _anon_shared(v) and v.inode:
+            elif anon_shared(v) and v.inode:
                 mapping.run()  # its object may be an area of this task queued above
                 fd = shared_anon.open(t, v, hand)
                 try:

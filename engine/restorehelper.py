@@ -5,8 +5,8 @@ process beside the restorer runs where a thread would wait for the interpreter.
 The restorer forks a chosen subtree's top task as usual, then parks it (Tracee.park: in pause(2),
 every signal blocked) and hands it over; the helper seizes it and rebuilds it and everything it
 forks. The helper takes only tasks that need nothing of the restorer's per-restore registries:
-every fd they open anew is a plain one (no pipe, memfd, pidfd or description shared with
-another task), and no area is shared memory or a memfd. Every task is whole before any runs:
+every fd they open anew is a pipe end or one of their own (no memfd, pidfd or description
+shared with another task), and no area is shared memory or a memfd. Every task is whole before any runs:
 the helper says it is done, waits for the word, then lets its tasks go while the restorer lets
 go of its own. The helper is a fork of the restorer: it has the loaded checkpoint already."""
 from __future__ import annotations
@@ -22,6 +22,7 @@ from engine import channel
 from engine.errors import CkptError
 from engine.images.files_pb2 import Files
 from engine.images.mm_pb2 import Mm
+from engine.mm import anon_shared
 from engine.ptrace import Tracee, home_cpus, repin
 
 FROM = 16  # forked tasks from which a restore starts a helper (its fork costs a few ms)
@@ -87,8 +88,7 @@ def _alone(c: Candidate, alike: Callable[[Files, Files], set[int]]) -> bool:
     """Whether the helper can rebuild this forked task by itself (see the module's text)."""
     if c.stopped or c.parent_files is None or c.mm.memfds:
         return False
-    if any(v.memfd or (v.perms[3] == "s" and (v.path == "" or v.path.startswith("/dev/zero")))
-           for v in c.mm.vmas):
+    if any(v.memfd or anon_shared(v) for v in c.mm.vmas):
         return False
     # A pipe end is one description at restore, ours since before the helper's fork: handed
     # over from our fd table, it is the same object whoever hands it.
@@ -103,8 +103,8 @@ class _Aborted(Exception):
 
 class Helper:
     """The restorer's side. `work(job, note)` rebuilds a handed task and its subtree (noting
-    each task it forks as it goes), `release()`
-    lets them all go, `drop()` kills them: all three run in the helper, on its own state."""
+    each task it forks as it goes), `release()` lets them all go, `drop()` kills them: all
+    three run in the helper, on its own state."""
 
     def __init__(self, chosen: set[int], work: Callable[[Job, Note], None], release: Callable[[], None],
                  drop: Callable[[], None]) -> None:
