@@ -61,7 +61,8 @@ def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_t
         core.cpus.extend(sorted(os.sched_getaffinity(pid)))
     # A zombie main thread's /proc shows no fds and no memory: read them through t's.
     handed = False  # its pages went to the worker: its fds go too (nothing adds any to it meanwhile)
-    questions.ask(t)  # for mm, timers and the task part below
+    if t.answers is None:
+        questions.ask(t)  # for mm, timers and the task part below
     if own_memory:
         pagemap = PageMap(pid=pid)  # its runs: now, or from the worker at its finish()
         area, runs = mm.dump(t, out, worker=worker, into=pagemap, parent=parent)
@@ -94,6 +95,14 @@ def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_t
     for part in PARTS:
         per_task[part.KIND].append(part.dump(t, others))
     t.answers = None  # of this dump: a later use of t asks again
+
+
+def _ask(frozen: tree.Frozen) -> None:
+    """Each live task's remote questions (engine.questions), one batch a task; its subreaper
+    flag goes to its entry."""
+    for task in frozen.tasks.values():
+        if task.acting is not None:
+            task.entry.subreaper = questions.ask(task.acting).subreaper
 
 
 def _mark_fd_tables(frozen: tree.Frozen) -> None:
@@ -219,6 +228,7 @@ def _write(frozen: tree.Frozen, pairs: dict[int, vfork.Pair], out: Path, worker:
            pipe_data: dict[int, PipeData]) -> None:
     """Every image of the frozen trees; the worker, if any, stores small tasks' pages and reads
     their fds (its pipes' data go to pipe_data too)."""
+    _ask(frozen)  # before the table: it sets the entries' subreaper flags
     made = namespaces.dump(frozen)  # before the table: it sets the entries' ns_flags
     stops.mark(frozen)  # before the table too: it sets stop_collected
     _mark_fd_tables(frozen)  # and files_of_parent

@@ -6,9 +6,10 @@ import errno
 import mmap
 import os
 import signal
+import struct
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from engine.errors import CkptError, ProcessGone, raise_for
 from native import ffi, lib
@@ -19,6 +20,12 @@ NO_SYSCALL = (1 << 64) - 1  # orig_rax = -1: the kernel's restart logic leaves r
 ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
 WALL = getattr(lib, "__WALL")
 SYS_MMAP, SYS_MUNMAP, SYS_EXIT = 9, 11, 60
+AT_SYSINFO_EHDR = 33  # auxv: where the kernel mapped the task's vDSO
+MAP_FIXED_NOREPLACE = 0x100000
+# Where a dump first tries its scratch area (MAP_FIXED_NOREPLACE: a taken place is refused,
+# and any place then serves). 2 TiB under the top of user space: below any top-down mmap base
+# (at most 1 TiB of randomness under the stack gap), far above a bottom-up one.
+SCRATCH_AT = 0x7E0000000000
 ROBUST_LIST_HEAD = 24  # sizeof(struct robust_list_head): set_robust_list takes no other length
 STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)  # spelled out: inside a class, lib.__WALL would be name-mangled
 
@@ -28,6 +35,11 @@ _STEPS = {lib.CKPT_STEP_SETREGS: "SETREGSET", lib.CKPT_STEP_SYSCALL: "SYSCALL", 
 
 
 _ZEROS = [0] * 6
+_AUXV = struct.Struct("<QQ")
+# The vDSO last found through maps and the offset of a `syscall` in it: the kernel maps one
+# image into every 64-bit task, so a task whose auxv names a block holding that image has the
+# instruction at the same offset (no maps to read).
+_vdso: tuple[bytes, int] | None = None
 
 
 def _signed(v: int) -> int:
@@ -308,16 +320,42 @@ class Tracee:
     def syscall_address(self) -> int:
         """The address of a `syscall` instruction inside the task's vDSO."""
         if self._syscall_at is None:
-            with open(f"/proc/{self.pid}/maps") as f:
-                vdso = next((line.split()[0] for line in f if line.rstrip().endswith("[vdso]")), None)
-            if vdso is None:
-                raise CkptError(f"pid {self.pid} has no [vdso] to run remote syscalls from")
-            start, end = (int(x, 16) for x in vdso.split("-"))
-            off = self.read(start, end - start).find(SYSCALL_INSN)
-            if off < 0:
-                raise CkptError(f"pid {self.pid}: no syscall instruction in its vDSO")
-            self._syscall_at = start + off
+            self._syscall_at = self._known_vdso() or self._scan_vdso()
         return self._syscall_at
+
+    def _known_vdso(self) -> int | None:
+        """The syscall address when the block auxv names holds the vDSO found before, else None."""
+        if _vdso is None:
+            return None
+        image, off = _vdso
+        try:
+            with open(f"/proc/{self.pid}/auxv", "rb") as f:
+                auxv = f.read()
+        except OSError:
+            return None
+        base = next((v for k, v in _AUXV.iter_unpack(auxv[:len(auxv) // 16 * 16]) if k == AT_SYSINFO_EHDR), 0)
+        if not base:
+            return None
+        try:
+            same = self.read(base, len(image)) == image
+        except CkptError:  # moved away (mremap): nothing readable there
+            return None
+        return base + off if same else None
+
+    def _scan_vdso(self) -> int:
+        """The syscall address found through maps (and remembered for _known_vdso)."""
+        global _vdso
+        with open(f"/proc/{self.pid}/maps") as f:
+            vdso = next((line.split()[0] for line in f if line.rstrip().endswith("[vdso]")), None)
+        if vdso is None:
+            raise CkptError(f"pid {self.pid} has no [vdso] to run remote syscalls from")
+        start, end = (int(x, 16) for x in vdso.split("-"))
+        image = self.read(start, end - start)
+        off = image.find(SYSCALL_INSN)
+        if off < 0:
+            raise CkptError(f"pid {self.pid}: no syscall instruction in its vDSO")
+        _vdso = (image, off)
+        return start + off
 
     # --- remote syscalls ---------------------------------------------------------------------
 
@@ -328,6 +366,10 @@ class Tracee:
     def batch(self, calls: Sequence[Sequence[int]], what: Sequence[str] | None = None, must: bool = True) -> list[int]:
         """Run syscalls (nr, args...) in order from C; their results. With must, a call that
         fails stops the batch with CkptError naming it (what[i], else its number)."""
+        return self._run(calls, what, [lib.CKPT_MUST_OK if must else 0] * len(calls))
+
+    def _run(self, calls: Sequence[Sequence[int]], what: Sequence[str] | None, musts: Sequence[int]) -> list[int]:
+        """batch() with each call's own CKPT_MUST_* (or 0); self._state tells where it stopped."""
         n = len(calls)
         if n == 0:
             return []
@@ -338,7 +380,7 @@ class Tracee:
             if len(args) > 6:
                 raise ValueError("a syscall takes at most 6 arguments")
             one = arr[i]
-            one.nr, one.must = nr, must
+            one.nr, one.must = nr, musts[i]
             one.args = [value & NO_SYSCALL for value in args] + _ZEROS[len(args):]
         self._after_syscall = True
         rc = lib.ckpt_remote_batch(self.pid, self.syscall_address(), self.saved, arr, n, results, st)
@@ -348,7 +390,9 @@ class Tracee:
             return ffi.unpack(results, n)
         name = what[st.index] if what else f"syscall {calls[st.index][0]}"
         if rc == lib.CKPT_RC_FAILED:
-            raise CkptError(f"pid {self.pid}: remote {name}: {os.strerror(-results[st.index])}")
+            got = results[st.index]
+            why = os.strerror(-got) if got < 0 else f"returned {got:#x}"
+            raise CkptError(f"pid {self.pid}: remote {name}: {why}")
         if rc == lib.CKPT_RC_GONE:
             raise ProcessGone(self.pid)
         if rc == lib.CKPT_RC_UNEXPECTED:
@@ -423,6 +467,32 @@ class Tracee:
             yield addr
         finally:
             self._unmap_scratch(addr, size)
+
+    def with_scratch(self, calls: Callable[[int], Sequence[Sequence[int]]], what: Sequence[str],
+                     read: int, size: int = 4096) -> tuple[list[int], bytes]:
+        """Run calls(buf) as one batch, buf a scratch area of `size` bytes (as scratch()): their
+        results and the first `read` bytes of the area after them. A task that keeps its area
+        and has none yet gets it mapped at SCRATCH_AT by that same batch, a stop and a wakeup
+        less; elsewhere if that is taken."""
+        if self.keep_scratch and self._kept is None and not self.areas_fixed:
+            first = (SYS_MMAP, SCRATCH_AT, size, mmap.PROT_READ | mmap.PROT_WRITE,
+                     mmap.MAP_SHARED | mmap.MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+            rest = calls(SCRATCH_AT)
+            try:
+                got = self._run([first, *rest], ["mmap of a scratch page", *what],
+                                [lib.CKPT_MUST_AT] + [lib.CKPT_MUST_OK] * len(rest))
+                self._kept = (SCRATCH_AT, size)
+                return got[1:], self.read(SCRATCH_AT, read)
+            except CkptError:
+                if self._state.index > 0:  # mapped, then a later call failed: the area is ours
+                    self._kept = (SCRATCH_AT, size)
+                    raise
+                if self._state.rc != lib.CKPT_RC_FAILED:
+                    raise
+                if (elsewhere := int(self._results[0])) > 0:  # a kernel that took it for a hint
+                    self._unmap_scratch(elsewhere, size)
+        with self.scratch(size) as buf:
+            return self.batch(calls(buf), what), self.read(buf, read)
 
     def _map_scratch(self, size: int) -> int:
         # Shared anonymous: its own object, so it never merges with an area of the task's.

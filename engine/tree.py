@@ -1,6 +1,7 @@
 """The dump side of process trees: find every task under the roots (or in a cgroup), freeze
 each one (all its threads) before any is read, and describe the table: pid, parent, group,
-session, state, subreaper flag and pids in every pid namespace.
+session, state and pids in every pid namespace (the subreaper flag is asked with the dump's
+other remote questions, engine.questions, once all are frozen).
 
 Growth while freezing: a task not yet frozen may fork or create threads, so listings are
 repeated until one finds nothing new; listings that keep finding tasks born during the freeze,
@@ -15,7 +16,6 @@ import errno
 import os
 import re
 import signal
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,7 +34,6 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 EXIT_WAIT = 2.0  # seconds an exiting task may take to become a zombie
 VFORK_WAIT = 0.05  # seconds a task may take to leave vfork before this freeze gives up
 PF_KTHREAD = 0x00200000
-PR_GET_CHILD_SUBREAPER = 37
 SYS_CLONE, SYS_VFORK, SYS_CLONE3, CLONE_VFORK = 56, 58, 435, 0x4000
 
 
@@ -359,7 +358,6 @@ def _seize(pid: int, parent: int, frozen: Frozen) -> Task:
     task.others = _freeze_threads(pid, frozen)
     if st.state == "T":
         entry.stopped = task.leader.stop_signal or 19  # SIGSTOP
-    entry.subreaper = _subreaper(task.leader)
     return task
 
 
@@ -376,7 +374,6 @@ def _dead_main(task: Task, frozen: Frozen) -> Task:
     acting.keep_scratch = True  # one scratch map per dump, as for a main thread
     task.main_exit = int(proc.stat_fields(pid)[49])
     entry.stopped = acting.stop_signal  # group stop: any thread reports it when seized
-    entry.subreaper = _subreaper(acting)
     return task
 
 
@@ -443,13 +440,6 @@ def in_vfork(pid: int) -> bool:
         return False
     nr = int(fields[0])
     return nr == SYS_VFORK or (nr == SYS_CLONE and bool(int(fields[1], 16) & CLONE_VFORK)) or nr == SYS_CLONE3
-
-
-def _subreaper(t: Tracee) -> bool:
-    """PR_GET_CHILD_SUBREAPER, asked inside the task."""
-    with t.scratch() as buf:
-        t.call("prctl(PR_GET_CHILD_SUBREAPER)", lib.SYS_prctl, PR_GET_CHILD_SUBREAPER, buf, 0, 0, 0)
-        return struct.unpack("<i", t.read(buf, 4))[0] != 0
 
 
 def _freeze_threads(pid: int, frozen: Frozen) -> list[Tracee]:

@@ -20,6 +20,9 @@
 #define CKPT_RC_FAILED 4     /* a call marked `must` returned an error (rax < 0) */
 #define CKPT_MAX_SPAWNED 8
 
+#define CKPT_MUST_OK 1 /* must: the call must not fail (rax >= 0) */
+#define CKPT_MUST_AT 2 /* must: the call must return its first argument (an mmap at a fixed place) */
+
 #define CKPT_STEP_SETREGS 1
 #define CKPT_STEP_SYSCALL 2
 #define CKPT_STEP_WAIT 3
@@ -29,7 +32,7 @@
 struct ckpt_rcall {
     long nr;
     unsigned long args[6];
-    int must; /* stop the batch when this call fails */
+    int must; /* 0, or CKPT_MUST_*: stop the batch when the call does not do that */
 };
 
 struct ckpt_rstate {
@@ -129,7 +132,8 @@ int ckpt_remote_batch(int pid, unsigned long at, const struct user_regs_struct *
         st->index = i;
         if (ckpt_one(pid, at, base, &calls[i], &results[i], st) != CKPT_RC_OK)
             return st->rc;
-        if (calls[i].must && results[i] < 0) {
+        if ((calls[i].must == CKPT_MUST_OK && results[i] < 0) ||
+            (calls[i].must == CKPT_MUST_AT && results[i] != (long)calls[i].args[0])) {
             st->rc = CKPT_RC_FAILED;
             return st->rc;
         }

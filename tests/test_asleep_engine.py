@@ -19,7 +19,7 @@ from typing import Iterator
 import pytest
 
 import engine
-from engine import asleep, dumper, signals, task, tree
+from engine import asleep, dumper, questions, signals, task, tree
 from engine.images import read as read_images
 from engine.ptrace import Tracee
 
@@ -110,7 +110,7 @@ def test_the_kernel_structures_say_what_ptrace_and_the_task_say(rich: int) -> No
         assert (got.pdeathsig, got.clear_tid, got.securebits) == (part.pdeathsig, part.clear_tid,
                                                                  part.creds.securebits)
         assert got.pdeathsig == signal.SIGHUP
-        assert got.subreaper is tree._subreaper(t) is True
+        assert got.subreaper is questions.ask(t).subreaper is True
         assert got.itimer == "real"
     finally:
         t.detach()

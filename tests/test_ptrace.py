@@ -227,3 +227,82 @@ def test_a_parked_task_waits_untraced_with_nothing_run_until_seized_again(umask_
         again.detach()
     assert not proc.wait_gone([pid], 10)  # the pending SIGTERM ends it now
     assert out.read_text().splitlines()[-1] == "PASS"
+
+
+_HOLDER = r"""
+import ctypes, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+at = int(sys.argv[1])
+if at:
+    got = libc.mmap(at, 4096, 3, 0x22 | 0x100000, -1, 0)  # private anonymous, MAP_FIXED_NOREPLACE
+    assert got == at, got
+    ctypes.memmove(at, b"mine" * 1024, 4096)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def _holder(at: int) -> subprocess.Popen[str]:
+    """A task that maps a page of its own at `at` (0: none) before it says ready."""
+    p = subprocess.Popen([sys.executable, "-c", _HOLDER, str(at)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline() == "ready\n"
+    return p
+
+
+def _areas(pid: int) -> list[tuple[int, int]]:
+    with open(f"/proc/{pid}/maps") as f:
+        return [tuple(int(x, 16) for x in line.split()[0].split("-")) for line in f]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("taken", [False, True])
+def test_a_kept_scratch_area_is_mapped_by_the_batch_that_uses_it(taken: bool) -> None:
+    """A task that keeps its scratch area gets it at SCRATCH_AT in the batch of its first
+    calls; where that place is the task's own, elsewhere, and the task's page is left as it was."""
+    p = _holder(ptrace.SCRATCH_AT if taken else 0)
+    try:
+        t = Tracee(p.pid, keep_scratch=True)
+        try:
+            results, raw = t.with_scratch(lambda buf: [(39,), (157, 2, buf, 0, 0, 0)],  # getpid, PR_GET_PDEATHSIG
+                                          ["getpid", "prctl(PR_GET_PDEATHSIG)"], 4)
+            assert results == [p.pid, 0] and raw == b"\0\0\0\0"
+            kept = t.kept_scratch()
+            assert kept is not None and kept in _areas(p.pid)
+            assert (kept[0] == ptrace.SCRATCH_AT) is not taken
+            if taken:
+                assert t.read(ptrace.SCRATCH_AT, 4096) == b"mine" * 1024
+            t.detach()
+            assert kept not in _areas(p.pid)  # gone with the detach
+        except BaseException:
+            ptrace.abandon(p.pid)
+            raise
+        assert p.poll() is None
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_the_syscall_address_of_a_known_vdso_comes_from_auxv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second task's syscall address, found through its auxv and the vDSO image found
+    before, is the one its maps give; an auxv block that does not hold that image is not used."""
+    a, b = _holder(0), _holder(0)
+    try:
+        monkeypatch.setattr(ptrace, "_vdso", None)
+        ta = Tracee(a.pid)
+        tb = Tracee(b.pid)
+        try:
+            assert ta._known_vdso() is None  # nothing known yet
+            found = ta.syscall_address()
+            assert ptrace._vdso is not None and ta.read(found, 2) == b"\x0f\x05"
+            known = tb._known_vdso()
+            assert known is not None and known == tb._scan_vdso()
+            monkeypatch.setattr(ptrace, "_vdso", (b"not the vDSO", 0))
+            assert tb._known_vdso() is None
+        finally:
+            ta.detach()
+            tb.detach()
+    finally:
+        for p in (a, b):
+            p.kill()
+            p.wait()

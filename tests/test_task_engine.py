@@ -18,7 +18,7 @@ import pytest
 
 import engine
 from cbuild import compile_c
-from engine import images, seccomp
+from engine import images, ptrace, seccomp
 from engine.errors import Unsupported
 from engine.ptrace import Tracee
 from engine.images.task_pb2 import SeccompFilter
@@ -386,22 +386,27 @@ def test_an_empty_robust_list_and_tid_address_stay_empty(procs: list[int], tmp_p
 
 def test_the_read_only_questions_of_a_dump_are_one_batch(program: Path, procs: list[int], tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """brk(0), the itimers and the task part's prctls and personality go to the task in one
-    remote batch (engine.questions), asked nowhere else; what they told is in the images (the
-    test above checks it comes back)."""
+    """brk(0), the itimers, the task part's prctls and personality and the subreaper flag go to
+    the task in one remote batch (engine.questions), asked nowhere else, which maps the scratch
+    area too; what they told is in the images (the test above checks it comes back)."""
     pid = _start(program, "dropped", procs)
-    batches: list[list[int]] = []
-    real = Tracee.batch
+    batches: list[list[tuple[int, ...]]] = []
+    real = Tracee._run
 
-    def batch(self: Tracee, calls: list[tuple[int, ...]], *args: object, **kw: object) -> list[int]:
-        batches.append([c[0] for c in calls])
+    def run(self: Tracee, calls: list[tuple[int, ...]], *args: object, **kw: object) -> list[int]:
+        batches.append([tuple(c) for c in calls])
         return real(self, calls, *args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Tracee, "batch", batch)
+    monkeypatch.setattr(Tracee, "_run", run)
     engine.dump([pid], tmp_path / "img", leave_running=True)
     asked = {lib.SYS_brk, lib.SYS_getitimer, lib.SYS_personality}
-    together = [b for b in batches if asked & set(b)]
-    assert len(together) == 1 and asked <= set(together[0]) and lib.SYS_prctl in together[0], batches
+    together = [b for b in batches if asked & {c[0] for c in b}]
+    assert len(together) == 1, batches
+    got = together[0]
+    assert asked <= {c[0] for c in got} and (lib.SYS_prctl, lib.PR_GET_CHILD_SUBREAPER) in {c[:2] for c in got}
+    assert got[0][:2] == (ptrace.SYS_MMAP, ptrace.SCRATCH_AT)  # the scratch area, in the same batch
+    assert not [b for b in batches if b is not got and (lib.SYS_prctl, lib.PR_GET_CHILD_SUBREAPER) in
+                {c[:2] for c in b}]
     (_, [task]) = images.read(images.path_of(tmp_path / "img", "task"), "task")
     assert task.personality == 0x0040000 and task.dumpable == 0
     assert _checked_in_task(pid) == 0  # left running as it was
