@@ -114,8 +114,7 @@ def others_busy() -> Iterator[None]:
     a spinning native thread each (native/spin.c). Waking a task asleep on an idle vCPU costs
     the waker ~0.6 ms here, ~25 us when that vCPU runs something (KERNEL-FACTS.md): a freeze
     wakes every task once. Nothing happens when not pinned, or with no other CPU."""
-    cpu = getattr(_PIN, "cpu", None)
-    others = sorted(set(_PIN.home) - {cpu})[:SPIN_CPUS] if cpu is not None else []
+    others = spare_cpus()[:SPIN_CPUS]
     if not others or lib.ckpt_spin_start(ffi.new("int[]", others), len(others), SPIN_LIMIT_MS) < 0:
         yield
         return
@@ -123,6 +122,12 @@ def others_busy() -> Iterator[None]:
         yield
     finally:
         lib.ckpt_spin_stop()
+
+
+def spare_cpus() -> list[int]:
+    """Inside pinned(): the tracer's own CPUs but the one it is pinned to; else none."""
+    cpu = getattr(_PIN, "cpu", None)
+    return sorted(set(_PIN.home) - {cpu}) if cpu is not None else []
 
 
 def repin(cpu: int) -> None:
@@ -591,8 +596,14 @@ class Tracee:
         self.signal_kill()
         self.collect()
 
-    def signal_kill(self) -> None:
-        """SIGKILL the task's process (collect() waits for this thread's end)."""
+    def signal_kill(self, cpu: int | None = None) -> None:
+        """SIGKILL the task's process (collect() waits for this thread's end); with a cpu, the
+        thread is moved there first, to run its exit there."""
+        if cpu is not None:
+            try:
+                os.sched_setaffinity(self.pid, {cpu})
+            except OSError:
+                pass  # gone, or not allowed there: it dies where it is
         try:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -24,7 +24,7 @@ from pathlib import Path
 from engine import proc, threads
 from engine.errors import CkptError, ProcessGone, PtraceError, Unsupported
 from engine.images.tree_pb2 import TaskEntry, Tree
-from engine.ptrace import Tracee, abandon
+from engine.ptrace import Tracee, abandon, spare_cpus
 from native import lib
 
 MAX_SCANS = 16  # listings that may find tasks born during the freeze (for threads: listings in a
@@ -537,10 +537,12 @@ def kill(frozen: Frozen) -> None:
                 os.kill(pid, signal.SIGKILL)  # the vfork wait is killable; its parent reaps it
             except ProcessLookupError:
                 pass
-    # All signalled first, then collected: the dying tasks run their exits one after another
-    # on our CPU while we wait, instead of a wake and a wait each.
-    for t in frozen.traced:
-        t.signal_kill()
+    # All signalled first, then collected: the dying tasks run their exits while we wait,
+    # instead of a wake and a wait each. Half of them on our CPU, the others on the spare CPUs
+    # (they were pinned to ours while traced): exits are kernel work, ~0.15 ms a task.
+    spare = spare_cpus()
+    for i, t in enumerate(frozen.traced):
+        t.signal_kill(spare[i // 2 % len(spare)] if spare and i % 2 else None)
     for t in reversed(frozen.traced):
         t.collect()
 
