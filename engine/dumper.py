@@ -10,8 +10,8 @@ from typing import Sequence, cast
 
 from google.protobuf.message import Message
 
-from engine import (asleep, cow, cpu, fdtables, files, images, mm, namespaces, pageworker, proc, questions, sharedfds,
-                    signals, stops, threads, tree, vfork)
+from engine import (asleep, cow, cpu, fdtables, files, images, mm, namespaces, pagedump, pageworker, proc, questions,
+                    sharedfds, signals, stops, threads, tree, vfork)
 from engine.parts import PARTS
 from engine.errors import CkptError, Unsupported
 from engine.images.core_pb2 import Core
@@ -41,7 +41,8 @@ def _sighands(frozen: tree.Frozen) -> dict[int, asleep.Sighand]:
 
 def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_task: dict[str, list[Message]],
                own_memory: bool = True, sighand: asleep.Sighand | None = None,
-               worker: pageworker.Worker | None = None, parent: tuple[int, Mm] | None = None) -> None:
+               worker: pageworker.Worker | None = None, parent: tuple[int, Mm] | None = None,
+               packed: pagedump.Packed | None = None) -> None:
     """One live task: process-wide state through its acting thread (engine.tree.Task), then
     each other thread's own; a main thread that exited alone leaves only its exit status. A
     vfork child's memory is its parent's (engine.vfork): own_memory False. `parent`: its
@@ -65,7 +66,7 @@ def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_t
         questions.ask(t)  # for mm, timers and the task part below
     if own_memory:
         pagemap = PageMap(pid=pid)  # its runs: now, or from the worker at its finish()
-        area, runs = mm.dump(t, out, worker=worker, into=pagemap, parent=parent)
+        area, runs = mm.dump(t, out, worker=worker, into=pagemap, parent=parent, packed=packed)
         handed = runs is None
         pagemap.runs.extend(runs or [])
         per_task["mm"].append(area)
@@ -200,15 +201,18 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
         live = sum(task.acting is not None for task in frozen.tasks.values())
         pipe_data: dict[int, PipeData] = {}
         worker = None
+        packed = pagedump.Packed(out, "dumper")
         try:
             # All frozen from here: their stat and status stay as read (in the worker too).
             with proc.held():
                 worker = pageworker.Worker(pipe_data) if live >= pageworker.FROM else None
-                _write(frozen, pairs, out, worker, pipe_data)
+                _write(frozen, pairs, out, worker, pipe_data, packed)
         except BaseException:
             if worker is not None:
                 worker.kill()  # before its files are removed
             raise
+        finally:
+            packed.close()
     except BaseException:
         for p in out.iterdir():
             p.unlink()
@@ -225,9 +229,10 @@ def _dump(roots: list[int], cgroup: Path | None, out: Path, leave_running: bool)
 
 
 def _write(frozen: tree.Frozen, pairs: dict[int, vfork.Pair], out: Path, worker: pageworker.Worker | None,
-           pipe_data: dict[int, PipeData]) -> None:
+           pipe_data: dict[int, PipeData], packed: pagedump.Packed) -> None:
     """Every image of the frozen trees; the worker, if any, stores small tasks' pages and reads
-    their fds (its pipes' data go to pipe_data too)."""
+    their fds (its pipes' data go to pipe_data too); the small tasks kept here have their
+    pages in `packed`."""
     _ask(frozen)  # before the table: it sets the entries' subreaper flags
     made = namespaces.dump(frozen)  # before the table: it sets the entries' ns_flags
     stops.mark(frozen)  # before the table too: it sets stop_collected
@@ -246,7 +251,7 @@ def _write(frozen: tree.Frozen, pairs: dict[int, vfork.Pair], out: Path, worker:
             parent = mm_of.get(task.entry.ppid)
             _dump_task(task, out, pipe_data, per_task, own_memory=pid not in vforked,
                        sighand=kernel.get(task.acting.tgid), worker=worker,
-                       parent=None if through is None or parent is None else (through, parent))
+                       parent=None if through is None or parent is None else (through, parent), packed=packed)
             if pid not in vforked:
                 mm_of[pid] = cast(Mm, per_task["mm"][-1])
             holders.append((task.acting.pid, cast(Files, per_task["files"][-1])))

@@ -56,13 +56,15 @@ def _stored(vma: Vma) -> bool:
 
 
 def dump(t: Tracee, out: Path, owner: int = 0, worker: pageworker.Worker | None = None,
-         into: PageMap | None = None, parent: tuple[int, Mm] | None = None) -> tuple[Mm, list[PageRun] | None]:
+         into: PageMap | None = None, parent: tuple[int, Mm] | None = None,
+         packed: pagedump.Packed | None = None) -> tuple[Mm, list[PageRun] | None]:
     """The task's areas, mm fields and pages (written to its pages file); read through thread
     t, filed under its process, or under `owner` when that is another task: one asleep in
     vfork, whose memory is read through its child. With a worker and a page map, a task with
     little memory is handed over whole: its Mm is filled in, and its runs put in that map, by
     the worker's finish() (None returned); with its parent's thread and Mm, the worker also
-    lists the pages it shares with it (engine.cow)."""
+    lists the pages it shares with it (engine.cow). A small task kept here has its pages
+    appended to `packed`, if given, when it has a page map to say so in."""
     pid = t.pid
     owner = owner or t.tgid
     # Asked with the dump's other questions (engine.questions), or now.
@@ -76,6 +78,11 @@ def dump(t: Tracee, out: Path, owner: int = 0, worker: pageworker.Worker | None 
     mm, stored = describe(pid, owner, brk, t.kept_scratch(), out)
     # A small task's pages in one native call (~0.3 ms; the Python path took ~1.4); a large
     # one's long runs are spliced by the task itself.
+    if small and packed is not None and into is not None:
+        got = packed.store(pid, stored)
+        if got is not None:
+            into.pages, into.pages_at = packed.name, got[1]
+            return mm, got[0]
     return mm, pagedump.store(pid, stored, images.pages_path(out, owner), None if small else t)
 
 
@@ -333,12 +340,12 @@ def _map_areas(t: Tracee, lay: Layout, mm: Mm, shared_anon: SharedAnon,
     return accounted
 
 
-def _pieces(runs: list[PageRun], skip: list[PageRun]) -> list[tuple[PageRun, int]]:
+def _pieces(runs: list[PageRun], skip: list[PageRun], at: int = 0) -> list[tuple[PageRun, int]]:
     """The stored runs without the pages to `skip` (sorted, each within a run), each with its
-    offset in the pages file."""
+    offset in the pages file (where the runs begin at byte `at`)."""
     out: list[tuple[PageRun, int]] = []
     holes = sorted((r.vaddr, r.vaddr + r.nr_pages * PAGE) for r in skip)
-    off = 0
+    off = at
     for r in runs:
         start, end = r.vaddr, r.vaddr + r.nr_pages * PAGE
         i = bisect.bisect_left(holes, (start, 0))
@@ -455,16 +462,17 @@ def _set_mm(t: Tracee, lay: Layout, mm: Mm) -> None:
 
 
 def restore(t: Tracee, lay: Layout, mm: Mm, runs: list[PageRun], pages: Path, shared_anon: SharedAnon,
-            hand: Handover, inherit: Inherit | None = None) -> None:
-    """Rebuild the address space in the prepared stub: areas, contents, locks, mm fields. A
-    task forked from its rebuilt parent keeps what `inherit` says (engine.cow)."""
+            hand: Handover, inherit: Inherit | None = None, pages_at: int = 0) -> None:
+    """Rebuild the address space in the prepared stub: areas, contents, locks, mm fields (the
+    runs' contents from byte pages_at of `pages` on). A task forked from its rebuilt parent
+    keeps what `inherit` says (engine.cow)."""
     shared_anon.memfds.make(mm, pages.parent)
     kept = {v.start for v in inherit.areas} if inherit else set()
     accounted = _map_areas(t, lay, mm, shared_anon, hand, kept)
     if inherit and inherit.drop:
         t.batch([(lib.SYS_madvise, s, n, mmap.MADV_DONTNEED) for s, n in inherit.drop],
                 [f"madvise(DONTNEED at {s:#x})" for s, _ in inherit.drop])
-    pieces = _pieces(runs, inherit.runs if inherit else [])
+    pieces = _pieces(runs, inherit.runs if inherit else [], pages_at)
     if pieces:
         _fill(t, lay, mm, pieces, pages, kept)
     t.batch([(lib.SYS_mprotect, start, size, prot) for start, size, prot in accounted],

@@ -115,9 +115,10 @@ class Worker:
                 kind, text = why
                 error = error or (Unsupported(text) if kind == "unsupported" else CkptError(text))
             elif isinstance(into, tuple):
-                raw, runs, inherited = got
+                raw, runs, inherited, (pages, pages_at) = got
                 mm, pagemap = into
                 mm.ParseFromString(raw)
+                pagemap.pages, pagemap.pages_at = pages, pages_at
                 pagemap.runs.extend(PageRun(vaddr=a, nr_pages=n) for a, n in runs)
                 pagemap.inherited.extend(PageRun(vaddr=a, nr_pages=n) for a, n in inherited)
             else:
@@ -175,6 +176,7 @@ def _serve(todo: int, done: int, count: mmap.mmap) -> None:  # pragma: no cover 
     code = 0
     pipe_data: dict[int, PipeData] = {}  # pipes seen in this worker
     built: dict[int, Mm] = {}  # owner -> the Mm made here: a child's pages are compared with it
+    packed: pagedump.Packed | None = None  # the pages of the tasks done here
     try:
         others = home_cpus() - os.sched_getaffinity(0)
         if others:
@@ -191,7 +193,10 @@ def _serve(todo: int, done: int, count: mmap.mmap) -> None:  # pragma: no cover 
                     continue
                 owner, brk, ours = fields
                 area, stored = mm.describe(pid, owner, brk, ours, Path(out))
-                runs = pagedump.store(pid, stored, images.pages_path(Path(out), owner))
+                packed = packed or pagedump.Packed(Path(out), "worker")
+                got = packed.store(pid, stored)
+                where = ("", 0) if got is None else (packed.name, got[1])
+                runs = pagedump.store(pid, stored, images.pages_path(Path(out), owner)) if got is None else got[0]
                 built[owner] = area
                 inherited = []
                 if twin is not None:
@@ -200,7 +205,7 @@ def _serve(todo: int, done: int, count: mmap.mmap) -> None:  # pragma: no cover 
                     if pmm is not None:  # (else the parent's job failed: so does the dump)
                         inherited = cow.shared(pid, parent, area, pmm, runs)
                 _send(done, (ticket, (area.SerializeToString(), [(r.vaddr, r.nr_pages) for r in runs],
-                                      [(r.vaddr, r.nr_pages) for r in inherited]), None))
+                                      [(r.vaddr, r.nr_pages) for r in inherited], where), None))
             except Unsupported as e:
                 _send(done, (ticket, None, ("unsupported", str(e))))
             except (CkptError, OSError) as e:
@@ -208,4 +213,6 @@ def _serve(todo: int, done: int, count: mmap.mmap) -> None:  # pragma: no cover 
                 _send(done, (ticket, None, ("error", text)))
     except BaseException:  # noqa: BLE001 - anything: the dumper learns of it by the exit code
         code = 1
+    if packed is not None:
+        packed.close()
     os._exit(code)

@@ -44,6 +44,7 @@ class TaskImages:
     pages: Path
     parts: dict[str, Message]  # image kind -> its message, for each of PARTS
     inherited: list[PageRun]  # stored pages shared copy-on-write with its parent at dump (engine.cow)
+    pages_at: int = 0  # where its runs begin in `pages`
 
 
 def _one(directory: Path, kind: str, of: type[M]) -> M:
@@ -132,14 +133,12 @@ def load(directory: Path) -> Checkpoint:
                 for k in images.KINDS.values() if k.per_task}
     tasks: dict[int, TaskImages] = {}
     pagemap_path = str(images.path_of(directory, "pagemap"))
+    extents: dict[Path, dict[int, tuple[int, int]]] = {}  # pages file -> owner -> (first byte, bytes)
     for pid in pids:
         owner = memory_of.get(pid, pid)
         runs = list(per_task["pagemap"][owner].runs)
-        pages = images.pages_path(directory, owner)
-        stored = sum(r.nr_pages for r in runs) * images.PAGE_SIZE
-        size = pages.stat().st_size if pages.exists() else 0
-        if size != stored:
-            raise images.ImageError(str(pages), size, f"holds {size} bytes, the page map says {stored}")
+        pages, pages_at = images.pages_of(directory, per_task["pagemap"][owner], owner)
+        extents.setdefault(pages, {})[owner] = (pages_at, sum(r.nr_pages for r in runs) * images.PAGE_SIZE)
         _same_threads(directory, per_task["core"][pid], per_task["task"][pid])
         _check_main(directory, per_task["core"][pid])
         inherited = [] if pid in memory_of else list(per_task["pagemap"][pid].inherited)
@@ -147,13 +146,29 @@ def load(directory: Path) -> Checkpoint:
         cow.check(pagemap_path, pid, per_task["mm"][owner], runs, inherited,
                   per_task["mm"].get(ppid) if ppid not in memory_of else None)
         tasks[pid] = TaskImages(per_task["core"][pid], per_task["mm"][owner], runs, per_task["files"][pid], pages,
-                                {p.KIND: per_task[p.KIND][pid] for p in PARTS}, inherited)
+                                {p.KIND: per_task[p.KIND][pid] for p in PARTS}, inherited, pages_at)
+    for pages, spans in extents.items():
+        _check_pages(pages, spans)
     # A task a pidfd refers to must exist when its holder's fds are opened: the plan makes it.
     busy = set(vforks) | set(memory_of) | {e.kernel.pidfd_pid for t in tasks.values() for e in t.files.fds
                                            if e.HasField("kernel")}
     forks = cow.forked(table, {p: t.inherited for p, t in tasks.items()}, busy,
                        {p for p, t in tasks.items() if t.core.main_exited})
     return Checkpoint(list(inv.roots), tasks, table, {e.pid for e in tree.tasks if e.stop_collected}, vforks, forks)
+
+
+def _check_pages(pages: Path, spans: dict[int, tuple[int, int]]) -> None:
+    """The tasks whose pages a file holds fill it exactly, one after another (ImageError)."""
+    size = pages.stat().st_size if pages.exists() else 0
+    end, last = 0, 0
+    for at, n, owner in sorted((at, n, owner) for owner, (at, n) in spans.items()):
+        if at != end:
+            why = "overlap" if at < end else "leave a gap after"
+            raise images.ImageError(str(pages), at, f"the pages of task {owner} {why} those of task {last}"
+                                    if last else f"the pages of task {owner} begin at byte {at}, not 0")
+        end, last = at + n, owner
+    if size != end:
+        raise images.ImageError(str(pages), size, f"holds {size} bytes, the page maps say {end}")
 
 
 def _check_main(directory: Path, core: Core) -> None:
@@ -183,7 +198,7 @@ def _rebuild(t: Tracee, img: TaskImages, src: files.Sources, shared_anon: mm.Sha
     hand = Handover(t, own)
     cpu.unregister_rseq(t)
     lay = mm.prepare(t, img.mm, inherit.areas if inherit else None, source.mm if source else None)
-    mm.restore(t, lay, img.mm, img.runs, img.pages, shared_anon, hand, inherit)
+    mm.restore(t, lay, img.mm, img.runs, img.pages, shared_anon, hand, inherit, img.pages_at)
     if files_of_parent:
         files.restore_fs(t, lay, img.files)
     elif source is not None:

@@ -6,7 +6,8 @@
  *  - read how: process_vm_readv for runs this task alone maps (pagemap bit 56), since pinning
  *    a page shared copy-on-write would unshare it; /proc/PID/mem for the rest and for
  *    unreadable areas;
- *  - runs: adjacent pages of one area make one run; the file is created at the first write. */
+ *  - runs: adjacent pages of one area make one run; the file is created at the first write, or
+ *    the pages are appended to a file the caller holds open (many small tasks share one). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -192,13 +193,14 @@ static int pages_area(struct pages_job *j, const struct ckpt_area *a, struct pag
 }
 
 /* Store the pages of these areas of task pid (its pagemap and mem open) into a new file at
- * path; runs[2 i], runs[2 i + 1]: vaddr and pages of run i. 0, or -1 with res saying what
- * failed (CKPT_PAGES_RUNS: the caller's array was too small; the file may exist then). */
+ * path, or, when out >= 0, at the position of that open file (left open); runs[2 i],
+ * runs[2 i + 1]: vaddr and pages of run i. 0, or -1 with res saying what failed
+ * (CKPT_PAGES_RUNS: the caller's array was too small; res->bytes were written by then). */
 static int ckpt_store_pages(int pid, int pagemap, int mem, const struct ckpt_area *areas, int nareas,
-			    const char *path, uint64_t *runs, uint64_t max_runs, struct ckpt_pages *res)
+			    const char *path, int out, uint64_t *runs, uint64_t max_runs, struct ckpt_pages *res)
 {
 	struct page_region *vec = malloc(PAGES_SCAN * sizeof(*vec));
-	struct pages_job j = { pid, pagemap, mem, -1, path, malloc(PAGES_BUF), 0, res };
+	struct pages_job j = { pid, pagemap, mem, out, path, malloc(PAGES_BUF), 0, res };
 	int i, rc = 0;
 
 	memset(res, 0, sizeof(*res));
@@ -208,7 +210,7 @@ static int ckpt_store_pages(int pid, int pagemap, int mem, const struct ckpt_are
 		rc = pages_area(&j, &areas[i], vec, runs, max_runs);
 	if (!rc)
 		rc = pages_flush(&j);
-	if (j.out >= 0 && close(j.out) && !rc)
+	if (out < 0 && j.out >= 0 && close(j.out) && !rc)
 		rc = pages_fail(&j, CKPT_PAGES_FILE, errno, 0);
 	free(vec);
 	free(j.buf);

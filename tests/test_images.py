@@ -51,8 +51,12 @@ def test_dump_leave_running_stores_memory_exactly(running: tuple[int, Path], tmp
     pid, out = running
     d = tmp_path / "img"
     dump([pid], d, leave_running=True)
+    _, [pagemap] = images.read(d / "pagemap.img", "pagemap")
+    # A small task's pages go to the file of the dump's small tasks, from its start here.
+    file, at = images.pages_of(d, pagemap, pid)
+    assert (file.name, at) == (images.PACKED.format(writer="dumper"), 0)
     assert sorted(x.name for x in d.iterdir()) == sorted(
-        [f"pages-{pid}.img"] + [images.path_of(d, k).name for k in images.KINDS])
+        [file.name] + [images.path_of(d, k).name for k in images.KINDS])
     assert all(x.stat().st_mode & 0o777 == 0o600 for x in d.iterdir())
     _, [core] = images.read(d / "core.img", "core")
     assert core.pid == pid and core.sid == pid and core.comm == "env_umask" and len(core.xstate) >= 512
@@ -60,10 +64,9 @@ def test_dump_leave_running_stores_memory_exactly(running: tuple[int, Path], tmp
     with open(f"/proc/{pid}/maps") as f:
         assert [(v.start, v.end, v.perms) for v in mm.vmas] == [
             tuple([int(x, 16) for x in line.split()[0].split("-")] + [line.split()[1]]) for line in f]
-    _, [pagemap] = images.read(d / "pagemap.img", "pagemap")
     assert pagemap.pid == pid
     runs = pagemap.runs
-    pages = (d / f"pages-{pid}.img").read_bytes()
+    pages = file.read_bytes()
     assert len(pages) == sum(r.nr_pages for r in runs) * images.PAGE_SIZE > 0
     rseq_at, rseq_len = _rseq_area(pid)
     off = 0
@@ -87,7 +90,7 @@ def test_dump_leave_running_stores_memory_exactly(running: tuple[int, Path], tmp
                            text=True, check=True)
     doc = json.loads(shown.stdout)
     assert doc["inventory.img"]["entries"][0]["roots"] == [pid]
-    assert doc[f"pages-{pid}.img"]["pages"] == len(pages) // images.PAGE_SIZE
+    assert doc[file.name]["pages"] == len(pages) // images.PAGE_SIZE
     # A reader gone (`| head -1`): no traceback, a zero exit.
     r, w = os.pipe()
     os.close(r)
@@ -200,10 +203,42 @@ def test_restore_refuses_a_truncated_pages_file_before_starting_anything(running
     pid, _ = running
     d = tmp_path / "img"
     dump([pid], d, leave_running=True)
-    pages = images.pages_path(d, pid)
+    _, [pagemap] = images.read(d / "pagemap.img", "pagemap")
+    pages, _ = images.pages_of(d, pagemap, pid)
     pages.write_bytes(pages.read_bytes()[:-images.PAGE_SIZE])
     before = _children()
-    with pytest.raises(images.ImageError, match="the page map says"):
+    with pytest.raises(images.ImageError, match="the page maps say"):
+        restore(d)
+    assert _children() == before
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"pages_at": 0}, "overlap those of task"),
+    ({"pages_at": 1 << 30}, "leave a gap after"),
+    ({"pages": "../pages-1.img"}, "is not a pages-\\*.img of the image directory"),
+    ({"pages": ""}, r"holds \d+ bytes, the page maps say \d+"),
+    ({"pages_at": 100}, "not at a page"),
+])
+def test_restore_refuses_pages_that_do_not_fill_their_file(launch, tmp_path: Path, change: dict[str, object],
+                                                         words: str) -> None:
+    """Two small tasks share the dump's pages file, one after the other; a page map that puts
+    the second anywhere else is refused before anything starts."""
+    from engine import restore
+
+    pids = [launch("static/env_umask")[0], launch("static/env_umask")[0]]
+    d = tmp_path / "img"
+    dump(pids, d, leave_running=True)
+    path = images.path_of(d, "pagemap")
+    _, maps = images.read(path, "pagemap")
+    where = [images.pages_of(d, m, m.pid) for m in maps]
+    assert where[0][0] == where[1][0] and sorted(at for _, at in where)[0] == 0 and where[0][1] != where[1][1]
+    second = max(maps, key=lambda m: m.pages_at)
+    for field, value in change.items():
+        setattr(second, field, value)
+    path.unlink()
+    images.write(path, "pagemap", maps)
+    before = _children()
+    with pytest.raises(images.ImageError, match=words):
         restore(d)
     assert _children() == before
 

@@ -248,6 +248,20 @@ def test_native_store_writes_what_the_python_one_does(tmp_path: Path, monkeypatc
         monkeypatch.setattr(pagedump, "NATIVE_RUNS", 2)
         assert pagedump.store(p.pid, vmas, tmp_path / "fallback") == native
         assert answers[1:] == [None] and (tmp_path / "fallback").read_bytes() == data
+        # Appended to the file a dump's small tasks share: each from the end of the one before;
+        # one with too many runs for the native store leaves nothing there (the caller stores
+        # it in a file of its own).
+        packed = pagedump.Packed(tmp_path, "test")
+        try:
+            monkeypatch.setattr(pagedump, "NATIVE_RUNS", 4096)
+            assert packed.store(p.pid, vmas) == (native, 0)
+            monkeypatch.setattr(pagedump, "NATIVE_RUNS", 2)
+            assert packed.store(p.pid, vmas) is None
+            monkeypatch.setattr(pagedump, "NATIVE_RUNS", 4096)
+            assert packed.store(p.pid, vmas) == (native, len(data))
+        finally:
+            packed.close()
+        assert packed.path.name == "pages-of-test.img" and packed.path.read_bytes() == data * 2
     finally:
         kill_all([p.pid, *child])
         p.wait()

@@ -93,11 +93,26 @@ def path_of(directory: Path, kind: str) -> Path:
 
 
 PAGES = "pages-{pid}.img"
+PACKED = "pages-of-{writer}.img"  # small tasks' pages, one after another (PageMap.pages, pages_at)
 
 
 def pages_path(directory: Path, pid: int) -> Path:
     """The raw pages file of a task."""
     return directory / PAGES.format(pid=pid)
+
+
+def pages_of(directory: Path, pagemap: Any, owner: int) -> tuple[Path, int]:
+    """The file that holds a page map's runs (of task `owner`), and where they begin in it."""
+    if not pagemap.pages:
+        return pages_path(directory, owner), 0
+    name = pagemap.pages
+    if "/" in name or not name.startswith("pages-") or not name.endswith(".img"):
+        raise ImageError(str(path_of(directory, "pagemap")), 0,
+                         f"task {owner}: its pages file {name!r} is not a pages-*.img of the image directory")
+    if pagemap.pages_at % PAGE_SIZE:
+        raise ImageError(str(path_of(directory, "pagemap")), 0,
+                         f"task {owner}: its pages begin at byte {pagemap.pages_at} of {name}, not at a page")
+    return directory / name, pagemap.pages_at
 
 
 def write(path: Path, kind: str, messages: list[Any]) -> None:

@@ -103,11 +103,15 @@ class PageRun(_message.Message):
     def __init__(self, vaddr: _Optional[int] = ..., nr_pages: _Optional[int] = ...) -> None: ...
 
 class PageMap(_message.Message):
-    __slots__ = ("pid", "runs", "inherited")
+    __slots__ = ("pid", "runs", "inherited", "pages", "pages_at")
     PID_FIELD_NUMBER: _ClassVar[int]
     RUNS_FIELD_NUMBER: _ClassVar[int]
     INHERITED_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    PAGES_AT_FIELD_NUMBER: _ClassVar[int]
     pid: int
     runs: _containers.RepeatedCompositeFieldContainer[PageRun]
     inherited: _containers.RepeatedCompositeFieldContainer[PageRun]
-    def __init__(self, pid: _Optional[int] = ..., runs: _Optional[_Iterable[_Union[PageRun, _Mapping]]] = ..., inherited: _Optional[_Iterable[_Union[PageRun, _Mapping]]] = ...) -> None: ...
+    pages: str
+    pages_at: int
+    def __init__(self, pid: _Optional[int] = ..., runs: _Optional[_Iterable[_Union[PageRun, _Mapping]]] = ..., inherited: _Optional[_Iterable[_Union[PageRun, _Mapping]]] = ..., pages: _Optional[str] = ..., pages_at: _Optional[int] = ...) -> None: ...

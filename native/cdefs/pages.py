@@ -27,5 +27,5 @@ struct ckpt_pages {
 };
 
 int ckpt_store_pages(int pid, int pagemap, int mem, const struct ckpt_area *areas, int nareas,
-                     const char *path, uint64_t *runs, uint64_t max_runs, struct ckpt_pages *res);
+                     const char *path, int out, uint64_t *runs, uint64_t max_runs, struct ckpt_pages *res);
 """
