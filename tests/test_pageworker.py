@@ -183,16 +183,16 @@ def test_a_worker_that_fails_fails_the_dump_cleanly(tree: tuple[int, list[int], 
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     root, pids, work = tree
     victim = pids[len(pids) // 2]
-    real = pagedump.store
+    real = pagedump.Packed.store
 
-    def store(pid: int, *args: object) -> object:  # runs in the worker: a fork of this process
+    def store(self: pagedump.Packed, pid: int, *args: object) -> object:  # runs in the worker: a fork of us
         if pid == victim:
             if how == "dies":
                 os._exit(7)
             raise CkptError("no room for its pages (made up)")
-        return real(pid, *args)  # type: ignore[arg-type]
+        return real(self, pid, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pagedump, "store", store)
+    monkeypatch.setattr(pagedump.Packed, "store", store)
     monkeypatch.setattr(pageworker, "AHEAD", 1 << 30)  # the victim goes to the worker, not to us
     before = set(os.listdir("/proc"))
     with pytest.raises(CkptError, match=f"pid {victim}: storing its memory: no room" if how == "fails"
