@@ -68,6 +68,11 @@ class _Layout:
     subreaper: tuple[int, int, int]  # path and bit
     real_timer_state: tuple[int, int]
     itimers: tuple[int, int]
+    real_incr: tuple[int, int]  # signal->it_real_incr
+    posix_timers: tuple[int, int] | None  # signal->posix_timers when an hlist_head (its first), else None
+    personality: int
+    brk: tuple[int, int]  # task->mm->brk
+    mm_flags: tuple[int, int]  # task->mm->flags (its first word)
 
 
 @functools.cache
@@ -93,13 +98,18 @@ def _layout() -> _Layout:
     signal = f("task_struct", "signal").offset
     sub = f("signal_struct", "is_child_subreaper")
     state = "state" if b.has("hrtimer", "state") else "is_queued"
+    timers = f("signal_struct", "posix_timers")
+    mm = f("task_struct", "mm").offset
     return _Layout(thread, b.size(b.named(btf.STRUCT, "thread_struct")), fields, path,
                    f("fpstate", "regs").offset, task, f("task_struct", "pid").offset,
                    (f("task_struct", "cred").offset, f("cred", "securebits").offset),
                    (f("task_struct", "sighand").offset, f("sighand_struct", "action").offset),
                    (signal, sub.offset, sub.bit),
                    (signal, f("signal_struct", "real_timer").offset + f("hrtimer", state).offset),
-                   (signal, f("signal_struct", "it").offset))
+                   (signal, f("signal_struct", "it").offset), (signal, f("signal_struct", "it_real_incr").offset),
+                   (signal, timers.offset) if b.size(timers.type) == 8 else None,  # a list_head is 16
+                   f("task_struct", "personality").offset, (mm, f("mm_struct", "brk").offset),
+                   (mm, f("mm_struct", "flags").offset))
 
 
 def _cpuid(leaf: int, sub: int) -> tuple[int, int, int, int]:
@@ -206,30 +216,61 @@ def reported_altstack(base: int, size: int, own: int, sp: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class Told:
+    """What a dump's remote questions (engine.questions) ask of a main thread, as the kernel
+    keeps it: what each call returns is read from the same field."""
+
+    brk: int  # mm->brk: brk(0)
+    mm_flags: int  # the first word of mm->flags: PR_GET_DUMPABLE and PR_GET_THP_DISABLE read there
+    pdeathsig: int
+    clear_tid: int
+    securebits: int
+    personality: int
+    subreaper: bool
+    itimers_idle: bool  # no itimer armed and no interval set: getitimer gives zeros for all three
+    no_posix_timers: bool  # signal->posix_timers empty (False: some, or this kernel keeps a list_head)
+
+
+@dataclass(frozen=True, slots=True)
 class Sighand:
-    """A process's sigactions and its main thread's own alternate stack, as the kernel keeps them."""
+    """A process's sigactions and its main thread's own alternate stack, as the kernel keeps
+    them; with what its main thread would answer the dump's questions."""
 
     actions: list[tuple[int, int, int, int]]  # for signals 1..64: handler, flags, restorer, mask
     altstack: tuple[int, int, int]  # the main thread's sas_ss_sp, sas_ss_size, sas_ss_flags
+    told: Told | None = None
 
 
 def sighands(pids: set[int]) -> dict[int, Sighand] | None:
-    """The Sighand of each of these processes by pid, read in one pass of a BPF task iterator
-    (which visits every process of the system, not each thread: only ours are unpacked); None in
-    a pid namespace other than the initial one (the kernel's pid field is the global pid)."""
+    """The Sighand of each of these processes by pid, with what its main thread would answer a
+    dump's questions (Told), read in one pass of a BPF task iterator (which visits every process
+    of the system, not each thread: only ours are unpacked); None in a pid namespace other than
+    the initial one (the kernel's pid field is the global pid)."""
     if len(proc.levels(proc.status(os.getpid()), "NSpid", 0)) != 1:
         return None
     lay = _layout()
     t = lay.task
     out: dict[int, Sighand] = {}
-    for pid, actions, sp, size, flags in bpf.read_all([
+    timers = lay.posix_timers or (lay.pid,)  # (read but unused when the kernel keeps a list_head)
+    for (pid, actions, sp, size, flags, pdeath, clear_tid, secure, persona, sub, timer_state, itimers, incr, first,
+         brk, mm_flags) in bpf.read_all([
             Read((lay.pid,), 4), Read(lay.actions, NSIG * SIGACTION.size), Read((t["sas_ss_sp"],), 8),
-            Read((t["sas_ss_size"],), 8), Read((t["sas_ss_flags"],), 4)]):
+            Read((t["sas_ss_size"],), 8), Read((t["sas_ss_flags"],), 4), Read((t["pdeath_signal"],), 4),
+            Read((t["clear_child_tid"],), 8), Read(lay.securebits, 4), Read((lay.personality,), 4),
+            Read(lay.subreaper[:2], 1), Read(lay.real_timer_state, 1), Read(lay.itimers, 32), Read(lay.real_incr, 8),
+            Read(timers, 8), Read(lay.brk, 8), Read(lay.mm_flags, 8)]):
         if (number := int.from_bytes(pid, "little")) not in pids:
             continue
+        idle = not int.from_bytes(timer_state, "little") & HRTIMER_STATE_ENQUEUED and not any(itimers + incr)
+        told = Told(brk=int.from_bytes(brk, "little"), mm_flags=int.from_bytes(mm_flags, "little"),
+                    pdeathsig=int.from_bytes(pdeath, "little", signed=True),
+                    clear_tid=int.from_bytes(clear_tid, "little"), securebits=int.from_bytes(secure, "little"),
+                    personality=int.from_bytes(persona, "little"), subreaper=bool(sub[0] >> lay.subreaper[2] & 1),
+                    itimers_idle=idle, no_posix_timers=lay.posix_timers is not None and not any(first))
         out[number] = Sighand(
             actions=[(h, f & UAPI_SA_FLAGS, r, m) for h, f, r, m in SIGACTION.iter_unpack(actions)],
-            altstack=(int.from_bytes(sp, "little"), int.from_bytes(size, "little"), int.from_bytes(flags, "little")))
+            altstack=(int.from_bytes(sp, "little"), int.from_bytes(size, "little"), int.from_bytes(flags, "little")),
+            told=told)
     return out
 
 

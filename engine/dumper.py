@@ -98,12 +98,19 @@ def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_t
     t.answers = None  # of this dump: a later use of t asks again
 
 
-def _ask(frozen: tree.Frozen) -> None:
-    """Each live task's remote questions (engine.questions), one batch a task; its subreaper
-    flag goes to its entry."""
+def _ask(frozen: tree.Frozen, kernel: dict[int, asleep.Sighand]) -> None:
+    """Each live task's answers to the dump's questions (engine.questions): told by the kernel
+    for a task alone in its process whose fields say all (no remote call), else asked in one
+    batch; its subreaper flag goes to its entry. A task with other threads is asked: its
+    threads' own remote calls need the scratch area that batch maps."""
     for task in frozen.tasks.values():
-        if task.acting is not None:
-            task.entry.subreaper = questions.ask(task.acting).subreaper
+        t = task.acting
+        if t is None:
+            continue
+        sh = kernel.get(t.tgid)
+        told = sh.told if sh is not None and not task.others else None
+        answers = (told and questions.from_kernel(t, told)) or questions.ask(t)
+        task.entry.subreaper = answers.subreaper
 
 
 def _mark_fd_tables(frozen: tree.Frozen) -> None:
@@ -233,7 +240,8 @@ def _write(frozen: tree.Frozen, pairs: dict[int, vfork.Pair], out: Path, worker:
     """Every image of the frozen trees; the worker, if any, stores small tasks' pages and reads
     their fds (its pipes' data go to pipe_data too); the small tasks kept here have their
     pages in `packed`."""
-    _ask(frozen)  # before the table: it sets the entries' subreaper flags
+    kernel = _sighands(frozen)
+    _ask(frozen, kernel)  # before the table: it sets the entries' subreaper flags
     made = namespaces.dump(frozen)  # before the table: it sets the entries' ns_flags
     stops.mark(frozen)  # before the table too: it sets stop_collected
     _mark_fd_tables(frozen)  # and files_of_parent
@@ -243,7 +251,6 @@ def _write(frozen: tree.Frozen, pairs: dict[int, vfork.Pair], out: Path, worker:
     vforked = {p.child.pid for p in pairs.values()}
     skip = vforked | set(pairs)  # one memory: no pages to compare (engine.cow)
     holders: list[tuple[int, Files]] = []  # a thread of each task (its fd table), its fds
-    kernel = _sighands(frozen)
     mm_of: dict[int, Mm] = {}  # the tasks dumped so far (parents come before their children)
     for pid, task in frozen.tasks.items():
         if task.acting is not None:

@@ -143,25 +143,29 @@ def dump(t: Tracee, others: list[Tracee]) -> Timers:
     have none of their own: timers belong to the process."""
     msg = Timers(pid=t.tgid, boot_id=_boot_id())
     queued = signals.pending(t)
-    with t.scratch() as buf:
-        if t.answers is not None:  # asked with the dump's other questions (engine.questions)
-            raw = t.answers.itimers
-        else:
+    answers = t.answers  # the dump's questions (engine.questions), if asked (or told) already
+    listed = [] if answers is not None and answers.no_posix_timers else proc_timers(t.pid)
+    if answers is not None:
+        raw = answers.itimers
+    else:
+        with t.scratch() as buf:
             t.batch(itimer_calls(buf), ITIMER_CALLS)
             raw = t.read(buf, ITIMERS_SIZE)
-        for name, (isec, iusec, vsec, vusec) in zip(ITIMERS, PAIR.iter_unpack(raw)):
-            getattr(msg, name).CopyFrom(ITimer(value_us=vsec * US + vusec, interval_us=isec * US + iusec))
-        msg.real.pending = any(q.shared and SIGINFO.unpack_from(q.siginfo)[0] == signal.SIGALRM for q in queued)
-        for p in proc_timers(t.pid):
-            t.call(f"timer_gettime({p.id})", lib.SYS_timer_gettime, p.id, buf)
-            isec, insec, vsec, vnsec = PAIR.unpack(t.read(buf, PAIR.size))
-            overrun = t.call(f"timer_getoverrun({p.id})", SYS_TIMER_GETOVERRUN, p.id)
-            # The first queued match is the timer's own: the kernel queues that one only once.
-            pending = p.notify != SIGEV_NONE and any(_is_own(q, p) for q in queued)
-            value_ns = vsec * NS + vnsec
-            msg.posix.add(id=p.id, clock=p.clock, notify=p.notify, signo=p.signo, value=p.value,
-                          target=0 if p.target == t.tgid else _inner(p.target), armed=value_ns > 0 or pending,
-                          value_ns=value_ns, interval_ns=isec * NS + insec, overrun=overrun, pending=pending)
+    for name, (isec, iusec, vsec, vusec) in zip(ITIMERS, PAIR.iter_unpack(raw)):
+        getattr(msg, name).CopyFrom(ITimer(value_us=vsec * US + vusec, interval_us=isec * US + iusec))
+    msg.real.pending = any(q.shared and SIGINFO.unpack_from(q.siginfo)[0] == signal.SIGALRM for q in queued)
+    if listed:  # (a scratch area only then: a task told by the kernel has none, nor timers)
+        with t.scratch() as buf:
+            for p in listed:
+                t.call(f"timer_gettime({p.id})", lib.SYS_timer_gettime, p.id, buf)
+                isec, insec, vsec, vnsec = PAIR.unpack(t.read(buf, PAIR.size))
+                overrun = t.call(f"timer_getoverrun({p.id})", SYS_TIMER_GETOVERRUN, p.id)
+                # The first queued match is the timer's own: the kernel queues that one only once.
+                pending = p.notify != SIGEV_NONE and any(_is_own(q, p) for q in queued)
+                value_ns = vsec * NS + vnsec
+                msg.posix.add(id=p.id, clock=p.clock, notify=p.notify, signo=p.signo, value=p.value,
+                              target=0 if p.target == t.tgid else _inner(p.target), armed=value_ns > 0 or pending,
+                              value_ns=value_ns, interval_ns=isec * NS + insec, overrun=overrun, pending=pending)
     msg.taken_ns = time.monotonic_ns()
     return msg
 
