@@ -343,6 +343,8 @@ class Tracee:
             return None
         try:
             same = self.read(base, len(image)) == image
+        except ProcessGone:
+            raise
         except CkptError:  # moved away (mremap): nothing readable there
             return None
         return base + off if same else None
