@@ -21,7 +21,7 @@ from engine.images.mm_pb2 import Mm, PageMap
 from engine.ptrace import others_busy, pinned
 from engine.restorer import table_of
 
-VERSION = "0.6"  # of the engine and its image format
+VERSION = "0.7"  # of the engine and its image format (0.7: small tasks share a pages file)
 VFORK_RETRIES = 8
 SIGHANDS_FROM = 8  # live tasks from which sigactions are read for all at once
 
