@@ -8,6 +8,7 @@ rseq, sigactions, sigaltstack, pdeathsig, clear_child_tid, securebits, the subre
 whether an itimer is armed. The registers are checked against /proc/PID/syscall."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import struct
@@ -77,6 +78,13 @@ class _Layout:
 
 @functools.cache
 def _layout() -> _Layout:
+    """This kernel's layout, read from its BTF once per kernel (btf.remembered)."""
+    kept = btf.remembered("asleep-layout", lambda: dataclasses.asdict(_measure()))
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in kept.items()}
+    return _Layout(**fields)
+
+
+def _measure() -> _Layout:
     b = btf.vmlinux()
     f = b.field
     thread = f("task_struct", "thread").offset

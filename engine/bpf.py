@@ -122,7 +122,7 @@ def assemble(reads: Sequence[Read], bail: bool = True) -> bytes:
 @functools.cache
 def _iterator() -> int:
     """The BTF id of the kernel function task iterators attach to."""
-    return btf.vmlinux().func(ITERATOR)
+    return int(btf.remembered("bpf-iter-task", lambda: btf.vmlinux().func(ITERATOR)))
 
 
 def _load(code: bytes) -> int:

@@ -1,17 +1,23 @@
 """The running kernel's BTF (/sys/kernel/btf/vmlinux; Documentation/bpf/btf.rst): type ids and
 the layout of its structures, as much as reading a task's kernel structures needs
-(engine.asleep). Read once per process, on first use (about 0.1 s)."""
+(engine.asleep). Read once per process, on first use (~40 ms); what is derived from it can be
+kept for the running kernel in CACHE (remembered()), so that a new process need not read it."""
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from engine.errors import CkptError, Unsupported
 from native import ffi, lib
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
+CACHE = Path("/run/ckpt")  # a tmpfs: emptied at boot, and a kernel changes only with a boot
 MAGIC = 0xEB9F
 HEADER = struct.Struct("<HBBIIIII")  # magic, version, flags, hdr_len, type_off, type_len, str_off, str_len
 TYPE = struct.Struct("<III")  # struct btf_type: name_off, info, size (or type)
@@ -147,3 +153,32 @@ def vmlinux() -> Btf:
         return Btf(VMLINUX.read_bytes())
     except FileNotFoundError:
         raise Unsupported(f"no {VMLINUX} (a kernel without CONFIG_DEBUG_INFO_BTF)") from None
+
+
+def _kernel_key() -> str:
+    """What names the running kernel's BTF: its release, build and BTF size, hashed."""
+    u = os.uname()
+    return hashlib.sha256(f"{u.release}\n{u.version}\n{VMLINUX.stat().st_size}".encode()).hexdigest()[:16]
+
+
+def remembered(name: str, compute: Callable[[], Any]) -> Any:
+    """compute()'s value (JSON: what it gives comes back as JSON decodes it, lists for tuples),
+    kept in CACHE for the running kernel: later processes take it from there instead of reading
+    the BTF again. A cache that cannot be read or written is only slower."""
+    try:
+        path = CACHE / f"{name}-{_kernel_key()}.json"
+    except OSError:
+        return json.loads(json.dumps(compute()))
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    text = json.dumps(compute())
+    try:
+        CACHE.mkdir(mode=0o700, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(text)
+        tmp.replace(path)  # whole or not at all, for a reader meanwhile
+    except OSError:
+        pass
+    return json.loads(text)
