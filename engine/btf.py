@@ -5,10 +5,10 @@ kept for the running kernel in CACHE (remembered()), so that a new process need 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -156,9 +156,12 @@ def vmlinux() -> Btf:
 
 
 def _kernel_key() -> str:
-    """What names the running kernel's BTF: its release, build and BTF size, hashed."""
+    """What names the running kernel's BTF: its release, build and BTF size, checksummed (one
+    kernel runs per boot, and CACHE is emptied at boot: no two meet there). zlib, not
+    hashlib: loading OpenSSL would cost more than it saves."""
     u = os.uname()
-    return hashlib.sha256(f"{u.release}\n{u.version}\n{VMLINUX.stat().st_size}".encode()).hexdigest()[:16]
+    build = zlib.crc32((u.release + "\n" + u.version).encode())
+    return f"{build:08x}-{VMLINUX.stat().st_size}"
 
 
 def remembered(name: str, compute: Callable[[], Any]) -> Any:
