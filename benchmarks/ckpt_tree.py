@@ -105,6 +105,34 @@ def measure(exe: Path, n: int, variant: str, work: Path) -> tuple[float, float, 
     return fork_s, dump_s, restore_s
 
 
+def _ckpt() -> list[str]:
+    """The ckpt command of this Python (its console script, else the module)."""
+    script = Path(sys.executable).with_name("ckpt")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "engine.cli"]
+
+
+def measure_command(exe: Path, n: int, work: Path) -> tuple[float, float]:
+    """Seconds of `ckpt dump` and `ckpt restore --detach` of a plain tree, each a new process
+    (Python's start, the imports and the first use of everything included, as a user pays)."""
+    root, _ = _start(exe, n, "plain", work)
+    pids = sorted(_tree(root))
+    images = work / "img"
+    shutil.rmtree(images, ignore_errors=True)
+    try:
+        t0 = time.perf_counter()
+        subprocess.run([*_ckpt(), "dump", "-t", str(root), "-D", str(images)], check=True)
+        dump_s = time.perf_counter() - t0
+        _reap(pids)
+        t0 = time.perf_counter()
+        subprocess.run([*_ckpt(), "restore", "-D", str(images), "--detach"], check=True, stdout=subprocess.DEVNULL)
+        restore_s = time.perf_counter() - t0
+        if sorted(_tree(root)) != pids:
+            raise SystemExit(f"ckpt restore of {n} tasks: not the tree dumped")
+    finally:
+        _kill([p for p in pids if os.path.exists(f"/proc/{p}")])
+    return dump_s, restore_s
+
+
 def main() -> int:
     """Print one table row per (variant, size): best and median of --repeat runs (fresh trees)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -128,6 +156,17 @@ def main() -> int:
                 print(f"| {variant} | {n} | {f:.3f} | {dmp:.3f} | {rst:.3f} | {dmp / n * 1000:.2f} | "
                       f"{rst / n * 1000:.2f} | {dmp_med:.3f} | {rst_med:.3f} | {f'{ref[0]} / {ref[1]}' if ref else ''} |",
                       flush=True)
+        sizes = [n for n in (int(x) for x in args.sizes.split(",")) if n in CRIU]
+        if sizes:
+            print("\nAs commands, a new process each (`ckpt dump`, `ckpt restore --detach`):\n")
+            print("| tasks | dump s | restore s | dump median s | restore median s | CRIU 4.2 dump / restore s |")
+            print("|---|---|---|---|---|---|")
+        for n in sizes:
+            runs2 = [measure_command(exe, n, work) for _ in range(args.repeat)]
+            (dmp, rst), (dmp_med, rst_med) = ((min(r[i] for r in runs2) for i in (0, 1)),
+                                              (statistics.median(r[i] for r in runs2) for i in (0, 1)))
+            print(f"| {n} | {dmp:.3f} | {rst:.3f} | {dmp_med:.3f} | {rst_med:.3f} | {CRIU[n][0]} / {CRIU[n][1]} |",
+                  flush=True)
     return 0
 
 

@@ -6,7 +6,6 @@ import os
 import sys
 from pathlib import Path
 
-from engine import check
 from engine.errors import CkptError
 
 
@@ -21,6 +20,8 @@ def _pids(text: str) -> list[int]:
 
 
 def _check() -> int:
+    from engine import check  # (here: its probes' imports would slow every other command)
+
     results = check.run()
     width = max(map(len, results))
     for name, why in results.items():
