@@ -438,7 +438,7 @@ class Packed:
     def __init__(self, directory: Path, writer: str) -> None:
         self.name = images.PACKED.format(writer=writer)
         self.path = directory / self.name
-        self.fd = -1  # created at the first task with pages
+        self.fd = -1  # the file is created at the first task stored
         self.size = 0
 
     def store(self, pid: int, vmas: list[Vma]) -> tuple[list[PageRun], int] | None:
