@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import engine
 
@@ -83,19 +84,21 @@ def _reap(pids: list[int]) -> None:
         time.sleep(0.0005)
 
 
-def measure(exe: Path, n: int, variant: str, work: Path) -> tuple[float, float, float]:
-    """Seconds of (plain fork of the tree, dump, restore); the restored tree is checked whole."""
+def _round(exe: Path, n: int, variant: str, work: Path, dump: Callable[[int, Path], object],
+           restore: Callable[[Path], object]) -> tuple[float, float, float]:
+    """Seconds of (plain fork of the tree, dump(root, images), restore(images)) of a fresh
+    tree; the restored tree is checked whole, and every task of it killed after."""
     root, fork_s = _start(exe, n, variant, work)
     pids = sorted(_tree(root))
     images = work / "img"
     shutil.rmtree(images, ignore_errors=True)
     try:
         t0 = time.perf_counter()
-        engine.dump([root], images)
+        dump(root, images)
         dump_s = time.perf_counter() - t0
         _reap(pids)
         t0 = time.perf_counter()
-        engine.restore(images)
+        restore(images)
         restore_s = time.perf_counter() - t0
         got = sorted(_tree(root))
         if got != pids:
@@ -103,6 +106,11 @@ def measure(exe: Path, n: int, variant: str, work: Path) -> tuple[float, float, 
     finally:
         _kill([p for p in pids if os.path.exists(f"/proc/{p}")])
     return fork_s, dump_s, restore_s
+
+
+def measure(exe: Path, n: int, variant: str, work: Path) -> tuple[float, float, float]:
+    """Seconds of (plain fork of the tree, engine.dump, engine.restore), in this process."""
+    return _round(exe, n, variant, work, lambda root, images: engine.dump([root], images), engine.restore)
 
 
 def _ckpt() -> list[str]:
@@ -114,22 +122,11 @@ def _ckpt() -> list[str]:
 def measure_command(exe: Path, n: int, work: Path) -> tuple[float, float]:
     """Seconds of `ckpt dump` and `ckpt restore --detach` of a plain tree, each a new process
     (Python's start, the imports and the first use of everything included, as a user pays)."""
-    root, _ = _start(exe, n, "plain", work)
-    pids = sorted(_tree(root))
-    images = work / "img"
-    shutil.rmtree(images, ignore_errors=True)
-    try:
-        t0 = time.perf_counter()
-        subprocess.run([*_ckpt(), "dump", "-t", str(root), "-D", str(images)], check=True)
-        dump_s = time.perf_counter() - t0
-        _reap(pids)
-        t0 = time.perf_counter()
-        subprocess.run([*_ckpt(), "restore", "-D", str(images), "--detach"], check=True, stdout=subprocess.DEVNULL)
-        restore_s = time.perf_counter() - t0
-        if sorted(_tree(root)) != pids:
-            raise SystemExit(f"ckpt restore of {n} tasks: not the tree dumped")
-    finally:
-        _kill([p for p in pids if os.path.exists(f"/proc/{p}")])
+    _, dump_s, restore_s = _round(
+        exe, n, "plain", work,
+        lambda root, images: subprocess.run([*_ckpt(), "dump", "-t", str(root), "-D", str(images)], check=True),
+        lambda images: subprocess.run([*_ckpt(), "restore", "-D", str(images), "--detach"], check=True,
+                                      stdout=subprocess.DEVNULL))
     return dump_s, restore_s
 
 

@@ -62,8 +62,6 @@ def _dump_task(task: tree.Task, out: Path, pipe_data: dict[int, PipeData], per_t
         core.cpus.extend(sorted(os.sched_getaffinity(pid)))
     # A zombie main thread's /proc shows no fds and no memory: read them through t's.
     handed = False  # its pages went to the worker: its fds go too (nothing adds any to it meanwhile)
-    if t.answers is None:
-        questions.ask(t)  # for mm, timers and the task part below
     if own_memory:
         pagemap = PageMap(pid=pid)  # its runs: now, or from the worker at its finish()
         area, runs = mm.dump(t, out, worker=worker, into=pagemap, parent=parent, packed=packed)
